@@ -1,0 +1,183 @@
+"""LIF/IF custom ops (``exodus::lif_forward``, ``exodus::lif_backward``) and the autograd
+Function that ties them together (ARCHITECTURE §2, §4).
+
+``torch.library.custom_op`` cannot take a Python callable, and a registered autograd formula sees
+only the op's inputs; so forward and backward are two ops, and :class:`LIFFunction` calls the
+forward op, saves the pre-reset membrane ``v``, and in its backward evaluates the surrogate —
+fused in the kernel for the built-ins, or any callable computed in PyTorch — before calling the
+backward op.  The ops see ``(B, T, N)`` contiguous tensors; parameters are ``(N,)`` or ``(1,)``
+in the accumulation dtype.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from exodus_lightning import _native
+from exodus_lightning.ops._common import launch_context, ptr
+
+RESET_MODES = {"subtract": 0, "zero": 1}
+BACKWARD_MODES = {"exodus": 0, "slayer": 1}
+
+
+@torch.library.custom_op("exodus::lif_forward", mutates_args=())
+def lif_forward(
+    x: Tensor,
+    alpha: Tensor,
+    theta: Tensor,
+    beta: Optional[Tensor],
+    v0: Optional[Tensor],
+    i0: Optional[Tensor],
+    reset_mode: int,
+    max_spikes: int,
+    v_min: Optional[float],
+    norm_input: bool,
+    return_i_trace: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Forward scan. Returns (spikes, v pre-reset, v_post[T-1], i[T-1], i trace or empty)."""
+    B, T, N = x.shape
+    x = x.contiguous()
+    lib, tag, device, stream = launch_context(x)
+    spikes = torch.empty_like(x)
+    v = torch.empty_like(x)
+    v_final = x.new_empty((B, N))
+    i_final = x.new_zeros((B, N))
+    i_trace = torch.empty_like(x) if return_i_trace else x.new_empty((0,))
+    args = _native.LifForwardArgs(
+        B=B, T=T, N=N, dtype=tag, device=device, stream=stream,
+        x=ptr(x), alpha=ptr(alpha), theta=ptr(theta), beta=ptr(beta),
+        alpha_per_neuron=int(alpha.numel() > 1), theta_per_neuron=int(theta.numel() > 1),
+        beta_per_neuron=int(beta is not None and beta.numel() > 1),
+        v0=ptr(v0.contiguous() if v0 is not None else None), i0=ptr(i0.contiguous() if i0 is not None else None),
+        reset_mode=reset_mode, max_spikes=max_spikes, has_clamp=int(v_min is not None),
+        v_min=float(v_min) if v_min is not None else 0.0, norm_input=int(norm_input),
+        spikes=ptr(spikes), v=ptr(v), v_final=ptr(v_final), i_final=ptr(i_final) if beta is not None else None,
+        i_trace=ptr(i_trace),
+    )
+    # Keep contiguous copies alive for the duration of the call.
+    _keep = (v0, i0)
+    lib.lif_forward(args)
+    del _keep
+    return spikes, v, v_final, i_final, i_trace
+
+
+@lif_forward.register_fake
+def _(x, alpha, theta, beta, v0, i0, reset_mode, max_spikes, v_min, norm_input, return_i_trace):
+    B, T, N = x.shape
+    i_trace = torch.empty_like(x) if return_i_trace else x.new_empty((0,))
+    return torch.empty_like(x), torch.empty_like(x), x.new_empty((B, N)), x.new_empty((B, N)), i_trace
+
+
+@torch.library.custom_op("exodus::lif_backward", mutates_args=())
+def lif_backward(
+    grad_spikes: Optional[Tensor],
+    grad_v: Optional[Tensor],
+    grad_v_final: Optional[Tensor],
+    grad_i_final: Optional[Tensor],
+    v: Tensor,
+    surrogate: Optional[Tensor],
+    surrogate_id: int,
+    surrogate_p0: float,
+    surrogate_p1: float,
+    surrogate_p2: float,
+    alpha: Tensor,
+    theta: Tensor,
+    beta: Optional[Tensor],
+    v0: Optional[Tensor],
+    i_trace: Optional[Tensor],
+    reset_mode: int,
+    max_spikes: int,
+    v_min: Optional[float],
+    norm_input: bool,
+    backward_mode: int,
+    need_alpha_grad: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Reverse scan. Returns (dL/dx, dL/dv0, dL/di0, dL/dalpha per (batch, neuron) or empty)."""
+    B, T, N = v.shape
+    lib, tag, device, stream = launch_context(v)
+
+    def c(t: Optional[Tensor]) -> Optional[Tensor]:
+        return None if t is None else t.contiguous()
+
+    grad_spikes, grad_v, grad_v_final, grad_i_final = c(grad_spikes), c(grad_v), c(grad_v_final), c(grad_i_final)
+    surrogate, v0, i_trace, v = c(surrogate), c(v0), c(i_trace), v.contiguous()
+    grad_x = torch.empty_like(v)
+    grad_v0 = v.new_empty((B, N))
+    grad_i0 = v.new_zeros((B, N))
+    grad_alpha = v.new_empty((B, N)) if need_alpha_grad else v.new_empty((0,))
+    args = _native.LifBackwardArgs(
+        B=B, T=T, N=N, dtype=tag, device=device, stream=stream,
+        grad_spikes=ptr(grad_spikes), grad_v=ptr(grad_v), grad_v_final=ptr(grad_v_final),
+        grad_i_final=ptr(grad_i_final), v=ptr(v), surrogate=ptr(surrogate),
+        surrogate_id=surrogate_id, surrogate_p0=surrogate_p0, surrogate_p1=surrogate_p1, surrogate_p2=surrogate_p2,
+        alpha=ptr(alpha), theta=ptr(theta), beta=ptr(beta),
+        alpha_per_neuron=int(alpha.numel() > 1), theta_per_neuron=int(theta.numel() > 1),
+        beta_per_neuron=int(beta is not None and beta.numel() > 1),
+        v0=ptr(v0), i_trace=ptr(i_trace),
+        reset_mode=reset_mode, max_spikes=max_spikes, has_clamp=int(v_min is not None),
+        v_min=float(v_min) if v_min is not None else 0.0, norm_input=int(norm_input),
+        backward_mode=backward_mode,
+        grad_x=ptr(grad_x), grad_v0=ptr(grad_v0), grad_i0=ptr(grad_i0) if beta is not None else None,
+        grad_alpha=ptr(grad_alpha),
+    )
+    lib.lif_backward(args)
+    return grad_x, grad_v0, grad_i0, grad_alpha
+
+
+@lif_backward.register_fake
+def _(grad_spikes, grad_v, grad_v_final, grad_i_final, v, surrogate, surrogate_id, surrogate_p0, surrogate_p1,
+      surrogate_p2, alpha, theta, beta, v0, i_trace, reset_mode, max_spikes, v_min, norm_input, backward_mode,
+      need_alpha_grad):
+    B, T, N = v.shape
+    grad_alpha = v.new_empty((B, N)) if need_alpha_grad else v.new_empty((0,))
+    return torch.empty_like(v), v.new_empty((B, N)), v.new_empty((B, N)), grad_alpha
+
+
+class LIFFunction(torch.autograd.Function):
+    """Autograd glue: forward op, surrogate evaluation, backward op (EXODUS or SLAYER)."""
+
+    @staticmethod
+    def forward(ctx, x, alpha, theta, beta, v0, i0, reset_mode, max_spikes, v_min, norm_input,
+                backward_mode, surrogate_id, p0, p1, p2, surrogate_fn):
+        need_alpha = ctx.needs_input_grad[1]
+        has_syn = beta is not None
+        # The alpha gradient needs i[t] where norm_input makes c = 1 - alpha depend on alpha.
+        need_i_trace = need_alpha and norm_input and has_syn
+        spikes, v, v_final, i_final, i_trace = torch.ops.exodus.lif_forward(
+            x, alpha, theta, beta, v0, i0, reset_mode, max_spikes, v_min, norm_input, need_i_trace
+        )
+        if need_alpha and norm_input and not has_syn:
+            i_trace = x  # i = x without a synapse: save the input instead of a copy
+        elif not need_i_trace:
+            i_trace = None
+        ctx.save_for_backward(v, alpha, theta, beta, v0 if need_alpha else None, i_trace)
+        ctx.modes = (reset_mode, max_spikes, v_min, norm_input, backward_mode)
+        ctx.surrogate = (surrogate_id, p0, p1, p2, surrogate_fn)
+        ctx.set_materialize_grads(False)
+        return spikes, v, v_final, i_final
+
+    @staticmethod
+    def backward(ctx, g_spikes, g_v, g_v_final, g_i_final):
+        v, alpha, theta, beta, v0, i_trace = ctx.saved_tensors
+        reset_mode, max_spikes, v_min, norm_input, backward_mode = ctx.modes
+        surrogate_id, p0, p1, p2, surrogate_fn = ctx.surrogate
+        surrogate = None
+        if surrogate_id == 0:
+            # theta is (N,) or (1,): broadcasts over (B, T, N) right-aligned.
+            surrogate = surrogate_fn(v, theta.to(v.dtype)).to(v.dtype)
+        need_alpha = ctx.needs_input_grad[1]
+        grad_x, grad_v0, grad_i0, grad_alpha = torch.ops.exodus.lif_backward(
+            g_spikes, g_v, g_v_final, g_i_final, v, surrogate, surrogate_id, p0, p1, p2,
+            alpha, theta, beta, v0, i_trace, reset_mode, max_spikes, v_min, norm_input, backward_mode, need_alpha,
+        )
+        d_alpha = None
+        if need_alpha:
+            d_alpha = grad_alpha.sum(0).to(alpha.dtype)
+            if alpha.numel() == 1:
+                d_alpha = d_alpha.sum().reshape(alpha.shape)
+        d_v0 = grad_v0 if ctx.needs_input_grad[4] else None
+        d_i0 = grad_i0 if ctx.needs_input_grad[5] else None
+        return (grad_x, d_alpha, None, None, d_v0, d_i0) + (None,) * 10

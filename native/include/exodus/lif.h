@@ -1,0 +1,103 @@
+// Per-neuron LIF recurrences (ARCHITECTURE §3, §4), written once as EXODUS_HD inline functions and
+// called by the CPU driver (SIMD across neurons), the CUDA kernels (a thread per neuron) and the
+// CUDA emulation used in the tests.  All arithmetic is in the accumulation type A.
+//
+// Forward, per step:   i = beta (i_prev + x)            (synapse; else i = x)
+//                      v = alpha v_post_prev + c i      (c = 1 - alpha if norm_input, else 1)
+//                      s = H(v - theta) | max(0, trunc(v / theta)) | min(k, ...)
+//                      r = v - theta s  (subtract)  |  v 1[s == 0]  (zero)
+//                      v_post = max(r, v_min)       (optional clamp)
+// Backward (reverse scan, g_post = dL/dv_post):
+//                      g_r = 1[r > v_min] g_post
+//                      exodus/subtract: g_v = f (g_s - theta g_r) + g_r
+//                      exodus/zero:     g_v = f g_s + 1[s == 0] g_r
+//                      slayer:          g_v = f g_s + g_r
+//                      g_post_prev = alpha g_v
+#pragma once
+
+#include "exodus/common.h"
+
+namespace exodus {
+
+// Multi-spike counts are computed through an int32 conversion (vectorises on every x86-64); a
+// count is therefore capped at 2^30 spikes per step, far beyond any meaningful membrane value.
+template <typename A>
+EXODUS_HD A spike_count(A v, A theta, int64_t max_spikes) {
+    if (max_spikes == 1) return v >= theta ? A(1) : A(0);
+    A q = v / theta;
+    q = q > A(0) ? q : A(0);
+    q = q < A(1073741824) ? q : A(1073741824);
+    A s = A(static_cast<int32_t>(q));  // trunc for 0 <= q <= 2^30
+    if (max_spikes > 1) s = s < A(max_spikes) ? s : A(max_spikes);
+    return s;
+}
+
+template <typename A>
+EXODUS_HD A lif_reset(A v, A s, A theta, int32_t reset_mode) {
+    // v * 0 (not a select) so that the sign of zero matches the PyTorch reference bit for bit.
+    return reset_mode == kResetSubtract ? v - theta * s : v * (s == A(0) ? A(1) : A(0));
+}
+
+template <typename A>
+EXODUS_HD A lif_post(A v, A s, A theta, A v_min, const LifModes& m) {
+    const A r = lif_reset(v, s, theta, m.reset_mode);
+    return (m.has_clamp && !(r > v_min)) ? v_min : r;
+}
+
+// One forward step of one neuron. Updates the carried state (v_post, i_syn) in place and
+// returns the spike count and the pre-reset membrane v through s_out / v_out.
+template <typename A>
+EXODUS_HD void lif_forward_step(A x, A alpha, A c, A theta, A beta, A v_min, const LifModes& m,
+                                A& v_post, A& i_syn, A& s_out, A& v_out) {
+    A i = x;
+    if (m.has_syn) {
+        i = beta * (i_syn + x);
+        i_syn = i;
+    }
+    const A leak = alpha * v_post;
+    const A drive = m.norm_input ? c * i : i;
+    const A v = leak + drive;
+    const A s = spike_count(v, theta, m.max_spikes);
+    v_post = lif_post(v, s, theta, v_min, m);
+    s_out = s;
+    v_out = v;
+}
+
+// dL/dv[t] from the surrogate value f = f'(v[t]), the upstream dL/ds[t] (gs) and dL/dv[t]
+// of the recorded membrane (gv), and g_post = dL/dv_post[t] carried from step t + 1.
+template <typename A>
+EXODUS_HD A lif_backward_step(A v, A f, A gs, A gv, A theta, A v_min, const LifModes& m,
+                              int32_t backward_mode, A g_post) {
+    const A s = spike_count(v, theta, m.max_spikes);
+    A g_r = g_post;
+    if (m.has_clamp) {
+        const A r = lif_reset(v, s, theta, m.reset_mode);
+        g_r = r > v_min ? g_post : A(0);  // strict mask, as relu(r - v_min) + v_min
+    }
+    A g_v;
+    if (backward_mode == kBackwardSlayer) {
+        g_v = f * gs + g_r;
+    } else if (m.reset_mode == kResetSubtract) {
+        g_v = f * (gs - theta * g_r) + g_r;
+    } else {
+        g_v = f * gs + (s == A(0) ? g_r : A(0));
+    }
+    return g_v + gv;
+}
+
+// Post-reset membrane of step t - 1 recomputed from its stored pre-reset value (the same ops
+// as the forward, so the value is bit-identical); needed only for the alpha gradient.
+template <typename A>
+EXODUS_HD A lif_post_from_v(A v, A theta, A v_min, const LifModes& m) {
+    return lif_post(v, spike_count(v, theta, m.max_spikes), theta, v_min, m);
+}
+
+// Leaky integrator (ExpLeak / synaptic trace): v[t] = alpha v[t-1] + c x[t].
+template <typename A>
+EXODUS_HD A leaky_forward_step(A x, A alpha, A c, int32_t norm_input, A v_prev) {
+    const A leak = alpha * v_prev;
+    const A drive = norm_input ? c * x : x;
+    return leak + drive;
+}
+
+}  // namespace exodus

@@ -1,0 +1,175 @@
+// extern "C" entry points of the CPU library: argument checks, instruction-set dispatch,
+// error codes and a thread-local last-error message.
+#include <cstdio>
+#include <exception>
+#include <string>
+
+#include "exodus/c_api.h"
+#include "exodus/common.h"
+
+namespace exodus {
+namespace baseline {
+int32_t lif_forward_entry(const exodus_lif_forward_args&);
+int32_t lif_backward_entry(const exodus_lif_backward_args&);
+int32_t leaky_forward_entry(const exodus_leaky_forward_args&);
+int32_t leaky_backward_entry(const exodus_leaky_backward_args&);
+}  // namespace baseline
+#if defined(EXODUS_HAVE_AVX2)
+namespace avx2 {
+int32_t lif_forward_entry(const exodus_lif_forward_args&);
+int32_t lif_backward_entry(const exodus_lif_backward_args&);
+int32_t leaky_forward_entry(const exodus_leaky_forward_args&);
+int32_t leaky_backward_entry(const exodus_leaky_backward_args&);
+}  // namespace avx2
+#endif
+
+namespace {
+
+thread_local std::string g_last_error;
+
+int32_t fail(int32_t code, const std::string& msg) {
+    g_last_error = msg;
+    return code;
+}
+
+bool use_avx2() {
+#if defined(EXODUS_HAVE_AVX2)
+    static const bool ok = __builtin_cpu_supports("avx2");
+    return ok;
+#else
+    return false;
+#endif
+}
+
+template <typename Args>
+int32_t check_sizes(const Args& a, const char* fn) {
+    if (a.B <= 0 || a.T <= 0 || a.N <= 0)
+        return fail(EXODUS_ERR_ARGUMENT, std::string(fn) + ": B, T and N must be positive, got B=" +
+                                             std::to_string(a.B) + ", T=" + std::to_string(a.T) +
+                                             ", N=" + std::to_string(a.N));
+    if (a.dtype != kFloat32 && a.dtype != kFloat64)
+        return fail(EXODUS_ERR_DTYPE, std::string(fn) + ": the CPU library supports float32 and "
+                                                        "float64 only (dtype tag " +
+                                          std::to_string(a.dtype) + ")");
+    return EXODUS_OK;
+}
+
+int32_t null_arg(const char* fn, const char* name) {
+    return fail(EXODUS_ERR_ARGUMENT, std::string(fn) + ": required pointer '" + name + "' is NULL");
+}
+
+template <typename F>
+int32_t guarded(const char* fn, F&& body) {
+    try {
+        const int32_t rc = body();
+        if (rc == EXODUS_ERR_DTYPE) return fail(rc, std::string(fn) + ": unsupported dtype");
+        return rc;
+    } catch (const std::exception& e) {
+        return fail(EXODUS_ERR_INTERNAL, std::string(fn) + ": " + e.what());
+    } catch (...) {
+        return fail(EXODUS_ERR_INTERNAL, std::string(fn) + ": unknown C++ exception");
+    }
+}
+
+}  // namespace
+}  // namespace exodus
+
+using namespace exodus;
+
+extern "C" {
+
+int32_t exodus_abi_version(void) { return EXODUS_ABI_VERSION; }
+
+const char* exodus_last_error(void) { return g_last_error.c_str(); }
+
+const char* exodus_build_info(void) {
+    static std::string info = [] {
+        std::string s = "cpu: C++17";
+#if defined(_OPENMP)
+        s += ", OpenMP " + std::to_string(_OPENMP);
+#else
+        s += ", no OpenMP";
+#endif
+#if defined(EXODUS_HAVE_AVX2)
+        s += ", isa baseline+avx2 (using ";
+        s += use_avx2() ? "avx2)" : "baseline)";
+#else
+        s += ", isa baseline";
+#endif
+        return s;
+    }();
+    return info.c_str();
+}
+
+int32_t exodus_lif_forward(const exodus_lif_forward_args* a) {
+    const char* fn = "exodus_lif_forward";
+    if (!a) return null_arg(fn, "args");
+    if (int32_t rc = check_sizes(*a, fn)) return rc;
+    if (!a->x) return null_arg(fn, "x");
+    if (!a->alpha) return null_arg(fn, "alpha");
+    if (!a->theta) return null_arg(fn, "theta");
+    if (!a->spikes) return null_arg(fn, "spikes");
+    if (!a->v) return null_arg(fn, "v");
+    if (!a->v_final) return null_arg(fn, "v_final");
+    return guarded(fn, [&] {
+#if defined(EXODUS_HAVE_AVX2)
+        if (use_avx2()) return avx2::lif_forward_entry(*a);
+#endif
+        return baseline::lif_forward_entry(*a);
+    });
+}
+
+int32_t exodus_lif_backward(const exodus_lif_backward_args* a) {
+    const char* fn = "exodus_lif_backward";
+    if (!a) return null_arg(fn, "args");
+    if (int32_t rc = check_sizes(*a, fn)) return rc;
+    if (!a->v) return null_arg(fn, "v");
+    if (!a->alpha) return null_arg(fn, "alpha");
+    if (!a->theta) return null_arg(fn, "theta");
+    if (!a->grad_x) return null_arg(fn, "grad_x");
+    if (a->surrogate_id == 0 && !a->surrogate) return null_arg(fn, "surrogate");
+    if (a->surrogate_id < 0 || a->surrogate_id > 4)
+        return fail(EXODUS_ERR_ARGUMENT, std::string(fn) + ": unknown surrogate id " +
+                                             std::to_string(a->surrogate_id));
+    if (a->grad_alpha && a->norm_input && !a->i_trace) return null_arg(fn, "i_trace");
+    return guarded(fn, [&] {
+#if defined(EXODUS_HAVE_AVX2)
+        if (use_avx2()) return avx2::lif_backward_entry(*a);
+#endif
+        return baseline::lif_backward_entry(*a);
+    });
+}
+
+int32_t exodus_leaky_forward(const exodus_leaky_forward_args* a) {
+    const char* fn = "exodus_leaky_forward";
+    if (!a) return null_arg(fn, "args");
+    if (int32_t rc = check_sizes(*a, fn)) return rc;
+    if (!a->x) return null_arg(fn, "x");
+    if (!a->alpha) return null_arg(fn, "alpha");
+    if (!a->out) return null_arg(fn, "out");
+    return guarded(fn, [&] {
+#if defined(EXODUS_HAVE_AVX2)
+        if (use_avx2()) return avx2::leaky_forward_entry(*a);
+#endif
+        return baseline::leaky_forward_entry(*a);
+    });
+}
+
+int32_t exodus_leaky_backward(const exodus_leaky_backward_args* a) {
+    const char* fn = "exodus_leaky_backward";
+    if (!a) return null_arg(fn, "args");
+    if (int32_t rc = check_sizes(*a, fn)) return rc;
+    if (!a->grad_out) return null_arg(fn, "grad_out");
+    if (!a->alpha) return null_arg(fn, "alpha");
+    if (!a->grad_x) return null_arg(fn, "grad_x");
+    if (a->grad_alpha && !a->out) return null_arg(fn, "out");
+    if (a->grad_alpha && a->norm_input && !a->x) return null_arg(fn, "x");
+    return guarded(fn, [&] {
+#if defined(EXODUS_HAVE_AVX2)
+        if (use_avx2()) return avx2::leaky_backward_entry(*a);
+#endif
+        return baseline::leaky_backward_entry(*a);
+    });
+}
+
+}  // extern "C"

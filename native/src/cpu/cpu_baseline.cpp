@@ -1,0 +1,2 @@
+#define EXODUS_ISA_NS baseline
+#include "cpu_kernels.inc"
