@@ -27,12 +27,15 @@ _LAZY = {
 }
 
 
+_BACKEND_NAMES = ("set_backend", "get_backend", "use_backend", "set_check_finite")
+
+
 def __getattr__(name: str):
     if name in _LAZY:
         return importlib.import_module(_LAZY[name])
-    if name in ("set_backend", "get_backend", "use_backend"):
+    if name in _BACKEND_NAMES:
         return getattr(importlib.import_module("exodus_lightning.backend"), name)
     raise AttributeError(f"module 'exodus_lightning' has no attribute {name!r}")
 
 
-__all__ = ["__version__", "set_backend", "get_backend", "use_backend", *_LAZY]
+__all__ = ["__version__", *_BACKEND_NAMES, *_LAZY]

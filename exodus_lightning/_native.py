@@ -104,6 +104,16 @@ def candidate_dirs() -> list[Path]:
         d = Path(entry) / "_lib"
         if d not in dirs:
             dirs.append(d)
+    # Running from a source checkout (``python -m pytest`` in the repository puts the source
+    # package first on sys.path) while the built libraries sit in the installed distribution.
+    try:
+        from importlib.metadata import PackageNotFoundError, distribution
+
+        d = Path(os.fspath(distribution("exodus-lightning").locate_file("exodus_lightning/_lib")))
+        if d not in dirs:
+            dirs.append(d)
+    except (PackageNotFoundError, TypeError, ValueError):
+        pass
     return dirs
 
 

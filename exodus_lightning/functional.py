@@ -55,7 +55,7 @@ def check_input(x: Tensor, name: str = "x") -> tuple[int, int, tuple[int, ...]]:
         raise ValueError(f"{name} has T = 0 time steps (shape {tuple(x.shape)}); at least one is needed")
     if x.shape[0] == 0 or any(d == 0 for d in x.shape[2:]):
         raise ValueError(f"{name} has an empty batch or feature dimension (shape {tuple(x.shape)})")
-    if check_finite_enabled() and not torch.isfinite(x).all():
+    if check_finite_enabled() and not _compiling() and not torch.isfinite(x).all():
         raise ValueError(f"{name} contains NaN or Inf values")
     return x.shape[0], x.shape[1], tuple(x.shape[2:])
 
@@ -63,6 +63,13 @@ def check_input(x: Tensor, name: str = "x") -> tuple[int, int, tuple[int, ...]]:
 def _same_device(t: Tensor, x: Tensor, name: str) -> None:
     if t.device != x.device:
         raise ValueError(f"{name} is on {t.device} but x is on {x.device}; move both to the same device")
+
+
+def _check_devices(x: Tensor, **named: object) -> None:
+    # Before any value check: reading a tensor on another device would fail with a vaguer error.
+    for name, value in named.items():
+        if isinstance(value, Tensor):
+            _same_device(value, x, name)
 
 
 def neuron_parameter(value: Param, name: str, features: tuple[int, ...], x: Tensor, dtype: torch.dtype) -> Tensor:
@@ -91,8 +98,15 @@ def neuron_parameter(value: Param, name: str, features: tuple[int, ...], x: Tens
     return t.expand(features).reshape(-1)
 
 
+def _compiling() -> bool:
+    return torch.compiler.is_compiling()
+
+
 def _check_positive(value: Param, name: str, allow_inf: bool) -> None:
     if isinstance(value, Tensor):
+        if _compiling():
+            # A data-dependent branch would break torch.compile(fullgraph=True); eager calls check.
+            return
         v = value.detach()
         bad = torch.isnan(v) | (v <= 0)
         if not allow_inf:
@@ -113,6 +127,8 @@ def decay(tau: Param, name: str, features: tuple[int, ...], x: Tensor, dtype: to
 
 def _is_if(tau: Param) -> bool:
     if isinstance(tau, Tensor):
+        if _compiling():
+            return False
         return bool(torch.isinf(tau.detach()).any())
     return math.isinf(tau)
 
@@ -207,6 +223,7 @@ def lif_with_membrane(
     differentiable, for plots and regularisers) and the final state: ``(spikes, v, state)``."""
     B, T, features = check_input(x)
     validate_backend(backend)
+    _check_devices(x, tau_mem=tau_mem, threshold=threshold, tau_syn=tau_syn, v0=v0, i0=i0)
     if reset not in ("subtract", "zero"):
         raise ValueError(f"reset must be 'subtract' or 'zero', got {reset!r}")
     max_spikes = max_spikes_of(spike)
@@ -322,6 +339,7 @@ def leaky_integrator(
     """
     B, T, features = check_input(x)
     validate_backend(backend)
+    _check_devices(x, tau=tau, v0=v0)
     if norm_input and _is_if(tau):
         raise ValueError("norm_input=True needs a finite tau: with tau=inf, c = 1 - alpha = 0")
     acc = torch.float64 if x.dtype == torch.float64 else torch.float32

@@ -19,29 +19,38 @@
 
 namespace exodus {
 
+// The mode switches below are written as selects on loop-invariant flags, with no early return
+// and no conditional store: the CPU driver's `omp simd` loops vectorise only without control flow,
+// and on the GPU every thread of a launch takes the same side anyway.
+
 // Multi-spike counts are computed through an int32 conversion (vectorises on every x86-64); a
 // count is therefore capped at 2^30 spikes per step, far beyond any meaningful membrane value.
 template <typename A>
 EXODUS_HD A spike_count(A v, A theta, int64_t max_spikes) {
-    if (max_spikes == 1) return v >= theta ? A(1) : A(0);
+    const A single = v >= theta ? A(1) : A(0);
     A q = v / theta;
     q = q > A(0) ? q : A(0);
     q = q < A(1073741824) ? q : A(1073741824);
-    A s = A(static_cast<int32_t>(q));  // trunc for 0 <= q <= 2^30
-    if (max_spikes > 1) s = s < A(max_spikes) ? s : A(max_spikes);
-    return s;
+    const A multi = A(static_cast<int32_t>(q));  // trunc for 0 <= q <= 2^30
+    const A k = A(max_spikes);
+    const A capped = multi > k ? k : multi;  // k = 0 (unbounded) is handled by the select below
+    const A counted = max_spikes > 1 ? capped : multi;
+    return max_spikes == 1 ? single : counted;
 }
 
 template <typename A>
 EXODUS_HD A lif_reset(A v, A s, A theta, int32_t reset_mode) {
     // v * 0 (not a select) so that the sign of zero matches the PyTorch reference bit for bit.
-    return reset_mode == kResetSubtract ? v - theta * s : v * (s == A(0) ? A(1) : A(0));
+    const A subtracted = v - theta * s;
+    const A zeroed = v * (s == A(0) ? A(1) : A(0));
+    return reset_mode == kResetSubtract ? subtracted : zeroed;
 }
 
 template <typename A>
 EXODUS_HD A lif_post(A v, A s, A theta, A v_min, const LifModes& m) {
     const A r = lif_reset(v, s, theta, m.reset_mode);
-    return (m.has_clamp && !(r > v_min)) ? v_min : r;
+    const A clamped = r > v_min ? r : v_min;
+    return m.has_clamp ? clamped : r;
 }
 
 // One forward step of one neuron. Updates the carried state (v_post, i_syn) in place and
@@ -49,11 +58,9 @@ EXODUS_HD A lif_post(A v, A s, A theta, A v_min, const LifModes& m) {
 template <typename A>
 EXODUS_HD void lif_forward_step(A x, A alpha, A c, A theta, A beta, A v_min, const LifModes& m,
                                 A& v_post, A& i_syn, A& s_out, A& v_out) {
-    A i = x;
-    if (m.has_syn) {
-        i = beta * (i_syn + x);
-        i_syn = i;
-    }
+    const A i_new = beta * (i_syn + x);
+    const A i = m.has_syn ? i_new : x;
+    i_syn = m.has_syn ? i_new : i_syn;
     const A leak = alpha * v_post;
     const A drive = m.norm_input ? c * i : i;
     const A v = leak + drive;
@@ -69,19 +76,14 @@ template <typename A>
 EXODUS_HD A lif_backward_step(A v, A f, A gs, A gv, A theta, A v_min, const LifModes& m,
                               int32_t backward_mode, A g_post) {
     const A s = spike_count(v, theta, m.max_spikes);
-    A g_r = g_post;
-    if (m.has_clamp) {
-        const A r = lif_reset(v, s, theta, m.reset_mode);
-        g_r = r > v_min ? g_post : A(0);  // strict mask, as relu(r - v_min) + v_min
-    }
-    A g_v;
-    if (backward_mode == kBackwardSlayer) {
-        g_v = f * gs + g_r;
-    } else if (m.reset_mode == kResetSubtract) {
-        g_v = f * (gs - theta * g_r) + g_r;
-    } else {
-        g_v = f * gs + (s == A(0) ? g_r : A(0));
-    }
+    const A r = lif_reset(v, s, theta, m.reset_mode);
+    const A g_masked = r > v_min ? g_post : A(0);  // strict mask, as relu(r - v_min) + v_min
+    const A g_r = m.has_clamp ? g_masked : g_post;
+    const A g_slayer = f * gs + g_r;
+    const A g_subtract = f * (gs - theta * g_r) + g_r;
+    const A g_zero = f * gs + (s == A(0) ? g_r : A(0));
+    const A g_exodus = m.reset_mode == kResetSubtract ? g_subtract : g_zero;
+    const A g_v = backward_mode == kBackwardSlayer ? g_slayer : g_exodus;
     return g_v + gv;
 }
 

@@ -29,11 +29,17 @@ int32_t cuda_error(const char* fn, cudaError_t e) {
     if (e == cudaErrorInsufficientDriver || e == cudaErrorNoDevice || e == cudaErrorCallRequiresNewerDriver) {
         int driver = 0;
         cudaDriverGetVersion(&driver);
-        msg += ". The NVIDIA driver supports CUDA " + version_text(driver) +
-               " but exodus-lightning's CUDA library was built with CUDA toolkit " +
-               version_text(CUDART_VERSION) +
-               ": update the NVIDIA driver, or build exodus-lightning from source with a toolkit the "
-               "driver supports (pip install --no-binary exodus-lightning exodus-lightning).";
+        const std::string toolkit = version_text(CUDART_VERSION);
+        if (driver <= 0) {
+            msg += ". No NVIDIA driver was found (driver version: none); exodus-lightning's CUDA library "
+                   "was built with CUDA toolkit " + toolkit +
+                   " and needs a driver supporting it: install the NVIDIA driver or run on the CPU.";
+        } else {
+            msg += ". The NVIDIA driver supports CUDA " + version_text(driver) +
+                   " but exodus-lightning's CUDA library was built with CUDA toolkit " + toolkit +
+                   ": update the NVIDIA driver, or build exodus-lightning from source with a toolkit the "
+                   "driver supports (pip install --no-binary exodus-lightning exodus-lightning).";
+        }
     }
     g_cuda_last_error = msg;
     return EXODUS_ERR_CUDA;

@@ -1,0 +1,37 @@
+"""Benchmarks: commands that print ratios measured in one run (never timed unit tests).
+
+``exodus-lightning bench lif`` — EXODUS vs SLAYER vs BPTT on the LIF layer, against the
+memory-traffic floor; ``exodus-lightning bench data`` — DataModule throughput.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Callable, Optional
+
+# name -> (module, function); imported lazily so one benchmark's dependencies never slow another.
+BENCHMARKS: dict[str, tuple[str, str]] = {
+    "lif": ("exodus_lightning.bench.lif", "bench_lif"),
+    "data": ("exodus_lightning.data.bench", "bench_data"),
+}
+
+
+def benchmark(name: str) -> Callable[[Optional[list[str]]], int]:
+    if name not in BENCHMARKS:
+        raise ValueError(f"unknown benchmark {name!r}; choose one of {', '.join(sorted(BENCHMARKS))}")
+    module, fn = BENCHMARKS[name]
+    return getattr(importlib.import_module(module), fn)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: exodus-lightning bench {" + ",".join(sorted(BENCHMARKS)) + "} [options]")
+        return 0 if argv else 2
+    try:
+        fn = benchmark(argv[0])
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return int(fn(argv[1:]) or 0)

@@ -1,0 +1,143 @@
+"""Independent references for the tests: the neuron equations of ARCHITECTURE §3 as a plain
+PyTorch time loop (float64 by default), differentiated by autograd (= BPTT), and the SLAYER
+recursion written out by hand.
+
+Nothing here imports the package's own neuron code: the only shared piece is the surrogate
+callable, which defines the gradient being compared.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Optional, Union
+
+import torch
+from torch import Tensor
+
+Surrogate = Callable[[Tensor, Tensor], Tensor]
+
+
+def single_exponential(v: Tensor, theta: Tensor, grad_width: float = 0.5, grad_scale: float = 1.0) -> Tensor:
+    w = theta * grad_width
+    return grad_scale / w * torch.exp(-torch.abs(v - theta) / w)
+
+
+class _Spike(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, v, theta, k, surrogate):
+        ctx.save_for_backward(v, theta)
+        ctx.surrogate = surrogate
+        if k == 1:
+            return (v >= theta).to(v.dtype)
+        s = torch.clamp(torch.trunc(v / theta), min=0)
+        return torch.clamp(s, max=float(k)) if k > 1 else s
+
+    @staticmethod
+    def backward(ctx, g):
+        v, theta = ctx.saved_tensors
+        return g * ctx.surrogate(v, theta), None, None, None
+
+
+def _param(p: Union[float, Tensor], features: tuple, dtype) -> Tensor:
+    if isinstance(p, Tensor):
+        return p.to(dtype).expand(features).reshape(-1) if p.numel() > 1 else p.to(dtype).reshape(1)
+    return torch.tensor([float(p)], dtype=dtype)
+
+
+def lif_reference(
+    x: Tensor,
+    tau_mem: Union[float, Tensor],
+    threshold: Union[float, Tensor] = 1.0,
+    reset: str = "subtract",
+    spike: Union[str, int] = "single",
+    tau_syn: Optional[float] = None,
+    norm_input: bool = False,
+    min_v_mem: Optional[float] = None,
+    surrogate: Surrogate = single_exponential,
+    v0: Optional[Tensor] = None,
+    i0: Optional[Tensor] = None,
+    dtype: torch.dtype = torch.float64,
+):
+    """Returns (spikes, v_pre_reset, v_post_final, i_final), all in ``dtype``, autograd-connected to
+    ``x``, ``v0``, ``i0`` and a tensor ``tau_mem``.  ``x`` is ``(B, T, *features)``."""
+    B, T = x.shape[:2]
+    features = tuple(x.shape[2:])
+    x3 = x.to(dtype).reshape(B, T, -1)
+    N = x3.shape[2]
+    # alpha = exp(-1/tau) evaluated in ``dtype`` (tau = inf gives exactly 1, the IF neuron).
+    alpha = torch.exp(-1.0 / _param(tau_mem, features, dtype))
+    theta = _param(threshold, features, dtype)
+    beta = None if tau_syn is None else torch.exp(-1.0 / _param(tau_syn, features, dtype))
+    k = {"single": 1, "multi": 0}.get(spike, spike)
+    v_post = v0.to(dtype).reshape(B, N) if v0 is not None else torch.zeros(B, N, dtype=dtype)
+    i = i0.to(dtype).reshape(B, N) if i0 is not None else torch.zeros(B, N, dtype=dtype)
+    spikes, vs = [], []
+    for t in range(T):
+        inp = x3[:, t]
+        if beta is not None:
+            i = beta * (i + inp)
+            inp = i
+        v = alpha * v_post + ((1 - alpha) * inp if norm_input else inp)
+        s = _Spike.apply(v, theta, k, surrogate)
+        if reset == "subtract":
+            r = v - theta * s
+        else:
+            r = v * (s == 0).to(dtype)
+        if min_v_mem is not None:
+            r = torch.where(r > min_v_mem, r, torch.full_like(r, min_v_mem))
+        v_post = r
+        spikes.append(s)
+        vs.append(v)
+    shape = (B, T, *features)
+    return (
+        torch.stack(spikes, 1).reshape(shape),
+        torch.stack(vs, 1).reshape(shape),
+        v_post.reshape(B, *features),
+        i.reshape(B, *features) if beta is not None else None,
+    )
+
+
+def slayer_reference_grad(
+    grad_spikes: Tensor,
+    v: Tensor,
+    tau_mem: float,
+    threshold: float,
+    surrogate: Surrogate = single_exponential,
+    norm_input: bool = False,
+) -> Tensor:
+    """dL/dx of the SLAYER recursion (reset dropped from the gradient), by hand:
+    g_v[t] = g_s[t] f'(v[t]) + alpha g_v[t+1];  dL/dx[t] = c g_v[t]   (no synapse, no clamp)."""
+    alpha = 1.0 if math.isinf(tau_mem) else math.exp(-1.0 / tau_mem)
+    c = (1 - alpha) if norm_input else 1.0
+    B, T = v.shape[:2]
+    gs = grad_spikes.reshape(B, T, -1).double()
+    fv = surrogate(v.reshape(B, T, -1).double(), torch.tensor(float(threshold), dtype=torch.float64))
+    out = torch.zeros_like(gs)
+    carry = torch.zeros_like(gs[:, 0])
+    for t in reversed(range(T)):
+        carry = gs[:, t] * fv[:, t] + alpha * carry
+        out[:, t] = c * carry
+    return out.reshape(v.shape)
+
+
+def leaky_reference(x: Tensor, tau: Union[float, Tensor], v0: Optional[Tensor] = None, norm_input: bool = False):
+    B, T = x.shape[:2]
+    features = tuple(x.shape[2:])
+    x3 = x.double().reshape(B, T, -1)
+    if isinstance(tau, Tensor):
+        alpha = torch.exp(-1.0 / _param(tau, features, torch.float64))
+    else:
+        alpha = torch.tensor([math.exp(-1.0 / tau) if not math.isinf(tau) else 1.0], dtype=torch.float64)
+    v = v0.double().reshape(B, -1) if v0 is not None else torch.zeros(B, x3.shape[2], dtype=torch.float64)
+    outs = []
+    for t in range(T):
+        v = alpha * v + ((1 - alpha) * x3[:, t] if norm_input else x3[:, t])
+        outs.append(v)
+    return torch.stack(outs, 1).reshape(x.shape)
+
+
+def rel_err(a: Tensor, b: Tensor) -> float:
+    """max |a - b| / max(max |b|, tiny)."""
+    a, b = a.double(), b.double()
+    scale = b.abs().max().item()
+    return (a - b).abs().max().item() / max(scale, 1e-30)

@@ -1,0 +1,41 @@
+"""The benchmark command runs and prints its ratios (it is a command, not a timed test: nothing here
+asserts a speed)."""
+
+from __future__ import annotations
+
+import re
+
+import torch
+
+from exodus_lightning.bench.lif import copy_bandwidth, saved_bytes
+from exodus_lightning.cli import main
+from exodus_lightning.functional import lif
+
+
+def test_bench_lif_prints_ratios_for_every_backend(capsys):
+    assert main(["bench", "lif", "--shape", "2,20,16", "--repeats", "1", "--bptt-repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    for backend in ("exodus", "slayer", "bptt"):
+        assert re.search(rf"\(2, 20, 16\)\s+{backend}\s+\d", out), out
+    assert re.search(r"speed-up of exodus: [\d.]+x over bptt", out)
+    assert re.search(r"exodus / floor = [\d.]+", out)
+
+
+def test_saved_bytes_counts_what_autograd_keeps():
+    x = torch.rand(3, 10, 4, requires_grad=True)
+    one_tensor = 3 * 10 * 4 * 4
+    # exodus keeps the pre-reset membrane v (one B*T*N tensor) and the (1,)-sized parameters
+    assert one_tensor <= saved_bytes(lambda: lif(x, 5.0)) <= one_tensor + 64
+    # x * x saves x twice, but it is one storage
+    assert saved_bytes(lambda: x * x) == one_tensor
+
+
+def test_copy_bandwidth_is_positive():
+    assert copy_bandwidth(torch.device("cpu"), n_bytes=1 << 20, repeats=2) > 0
+
+
+def test_cli_rejects_unknown_command(capsys):
+    assert main(["fly"]) == 2
+    assert "unknown command 'fly'" in capsys.readouterr().err
+    assert main(["bench", "nothing"]) == 2
+    assert "unknown benchmark 'nothing'" in capsys.readouterr().err
