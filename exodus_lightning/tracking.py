@@ -1,0 +1,170 @@
+"""Experiment tracking in Weights & Biases: offline by default, online when the user is logged in.
+
+:func:`wandb_logger` builds the default logger of the CLI: a Lightning ``WandbLogger`` writing an
+offline run to ``./wandb`` (no account needed; ``wandb sync wandb/offline-run-*`` uploads it later),
+or an online run when ``WANDB_API_KEY`` is set or ``WANDB_MODE=online``.
+
+:func:`read_offline_run` decodes a run's ``run-<id>.wandb`` file (wandb has no public reader for
+offline runs): the file is a LevelDB-style log — a 7-byte header ``":W&B"``, magic ``0xBEE1``,
+version 0, then 32 KiB blocks of records, each with a 7-byte header (CRC-32 seeded with the record
+type, length, type FULL/FIRST/MIDDLE/LAST) — and every record payload is a ``wandb.proto``
+``Record`` message.
+
+Example:
+    >>> from exodus_lightning.tracking import wandb_mode
+    >>> wandb_mode({"WANDB_MODE": "online"}), wandb_mode({})
+    ('online', 'offline')
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Optional, Union
+
+_HEADER = struct.Struct("<4sHB")
+_RECORD = struct.Struct("<IHB")
+_IDENT, _MAGIC, _VERSION = b":W&B", 0xBEE1, 0
+_BLOCK = 32768
+_FULL, _FIRST, _MIDDLE, _LAST = 1, 2, 3, 4
+
+
+def wandb_mode(environ: Optional[Mapping[str, str]] = None) -> str:
+    """``"online"`` when the user asked for it (``WANDB_MODE=online``) or is logged in through
+    ``WANDB_API_KEY``; ``WANDB_MODE`` = offline/disabled wins; ``"offline"`` otherwise."""
+    env = os.environ if environ is None else environ
+    mode = env.get("WANDB_MODE", "").strip().lower()
+    if mode in ("online", "offline", "disabled"):
+        return mode
+    if mode == "dryrun":
+        return "offline"
+    return "online" if env.get("WANDB_API_KEY") else "offline"
+
+
+def wandb_logger(project: str = "exodus-lightning", save_dir: str = ".", name: Optional[str] = None,
+                 run_id: Optional[str] = None, log_model: bool = False, **kwargs: Any):
+    """The default experiment logger: a ``lightning.pytorch.loggers.WandbLogger`` in the mode of
+    :func:`wandb_mode`, writing under ``save_dir/wandb``. ``run_id`` resumes a run (requeued jobs)."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    mode = wandb_mode()
+    if run_id is not None:
+        kwargs.setdefault("resume", "allow")
+    return WandbLogger(project=project, save_dir=save_dir, name=name, id=run_id, offline=(mode == "offline"),
+                       mode=mode, log_model=log_model, **kwargs)
+
+
+class CorruptRunFile(ValueError):
+    """A ``.wandb`` file whose framing or checksums are wrong."""
+
+
+def iter_records(path: Union[str, Path]):
+    """Yield the raw record payloads (bytes) of a ``run-<id>.wandb`` file, checking every CRC.
+
+    A truncated final record (a run killed mid-write) ends the iteration without error: every
+    complete record before it is still returned."""
+    data = Path(path).read_bytes()
+    if len(data) < _HEADER.size:
+        raise CorruptRunFile(f"{path}: too short to be a W&B run file ({len(data)} bytes)")
+    ident, magic, version = _HEADER.unpack_from(data, 0)
+    if ident != _IDENT or magic != _MAGIC or version != _VERSION:
+        raise CorruptRunFile(f"{path}: not a W&B run file (header {ident!r}, magic {magic:#x}, version {version})")
+    pos = _HEADER.size
+    pending: list[bytes] = []
+    while pos < len(data):
+        space = _BLOCK - pos % _BLOCK
+        if space < _RECORD.size:  # the rest of the block is zero padding
+            pos += space
+            continue
+        if pos + _RECORD.size > len(data):
+            return
+        crc, length, rtype = _RECORD.unpack_from(data, pos)
+        if crc == 0 and length == 0 and rtype == 0:  # zero-filled tail of a block
+            pos += space
+            continue
+        start = pos + _RECORD.size
+        if start + length > len(data):
+            return  # truncated record at the end
+        chunk = data[start:start + length]
+        expected = zlib.crc32(chunk, zlib.crc32(bytes([rtype]))) & 0xFFFFFFFF
+        if crc != expected:
+            raise CorruptRunFile(f"{path}: record at byte {pos} has CRC {crc:#010x}, expected {expected:#010x}")
+        pos = start + length
+        if rtype == _FULL:
+            yield chunk
+        elif rtype == _FIRST:
+            pending = [chunk]
+        elif rtype == _MIDDLE:
+            pending.append(chunk)
+        elif rtype == _LAST:
+            pending.append(chunk)
+            yield b"".join(pending)
+            pending = []
+        else:
+            raise CorruptRunFile(f"{path}: record at byte {pos} has unknown type {rtype}")
+
+
+@dataclass
+class OfflineRun:
+    """What a run file holds: config, history rows (``{key: value}`` per ``log`` call), summary, and
+    the names of the media files it logged."""
+
+    run_id: Optional[str] = None
+    config: dict[str, Any] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+    files: list[str] = field(default_factory=list)
+    exit_code: Optional[int] = None
+
+    def metric(self, key: str) -> list[Any]:
+        """Every logged value of ``key``, in order."""
+        return [row[key] for row in self.history if key in row]
+
+
+def _item_key(item: Any) -> str:
+    return item.key if item.key else "/".join(item.nested_key)
+
+
+def _value(value_json: str) -> Any:
+    try:
+        return json.loads(value_json)
+    except ValueError:
+        return value_json
+
+
+def read_offline_run(path: Union[str, Path]) -> OfflineRun:
+    """Decode a ``run-<id>.wandb`` file (or the run folder holding one) into an :class:`OfflineRun`."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    path = Path(path)
+    if path.is_dir():
+        found = sorted(path.glob("run-*.wandb"))
+        if not found:
+            raise FileNotFoundError(f"no run-*.wandb file in {path}")
+        path = found[0]
+    run = OfflineRun()
+    for payload in iter_records(path):
+        rec = pb.Record()
+        rec.ParseFromString(payload)
+        kind = rec.WhichOneof("record_type")
+        if kind == "run":
+            run.run_id = rec.run.run_id
+            for item in rec.run.config.update:
+                run.config[_item_key(item)] = _value(item.value_json)
+        elif kind == "config":
+            for item in rec.config.update:
+                run.config[_item_key(item)] = _value(item.value_json)
+        elif kind == "history":
+            run.history.append({_item_key(i): _value(i.value_json) for i in rec.history.item})
+        elif kind == "summary":
+            for item in rec.summary.update:
+                run.summary[_item_key(item)] = _value(item.value_json)
+        elif kind == "files":
+            run.files.extend(f.path for f in rec.files.files)
+        elif kind == "exit":
+            run.exit_code = rec.exit.exit_code
+    return run
