@@ -2,6 +2,9 @@
 
     exodus-lightning bench lif [--device cuda] [--shape B,T,N]   EXODUS vs SLAYER vs BPTT, floor ratio
     exodus-lightning bench data                                 DataModule throughput
+    exodus-lightning fit -c configs/quickstart.yaml              train (LightningCLI: fit, validate,
+                                                                test, predict, --print_config)
+    exodus-lightning slurm --config C --nodes 2 --gpus-per-node 4 [--submit]   sbatch script for a cluster
 
 Each sub-command lives in its own module and is imported only when it runs, so ``--help`` and the
 light commands never load the native libraries or Lightning.
@@ -15,8 +18,16 @@ from typing import Callable, Optional
 
 # sub-command -> (module, function taking argv and returning an exit code)
 COMMANDS: dict[str, tuple[str, str, str]] = {
+    "fit": ("exodus_lightning.lightning_cli", "cli_main", "train a model (LightningCLI; -c config.yaml)"),
+    "validate": ("exodus_lightning.lightning_cli", "cli_main", "evaluate on the validation set"),
+    "test": ("exodus_lightning.lightning_cli", "cli_main", "evaluate on the test set"),
+    "predict": ("exodus_lightning.lightning_cli", "cli_main", "predict with a trained model"),
     "bench": ("exodus_lightning.bench", "main", "run a benchmark: lif, data"),
+    "slurm": ("exodus_lightning.slurm", "slurm_main",
+              "write (and --submit) an sbatch script whose directives match the Trainer"),
 }
+# LightningCLI sub-commands get the whole argument list (it parses the sub-command itself).
+_PASS_COMMAND = {"fit", "validate", "test", "predict"}
 
 
 def _usage() -> str:
@@ -42,7 +53,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     except ValueError as e:
         print(f"exodus-lightning: error: {e}\n{_usage()}", file=sys.stderr)
         return 2
-    return int(fn(argv[1:]) or 0)
+    return int(fn(argv if argv[0] in _PASS_COMMAND else argv[1:]) or 0)
 
 
 if __name__ == "__main__":

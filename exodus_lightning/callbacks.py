@@ -1,0 +1,187 @@
+"""Lightning callbacks for spiking networks, logging to whatever logger the Trainer has.
+
+- :class:`GradientNormMonitor` — per-layer weight-gradient 2-norms (EXODUS Fig. 2, centre column:
+  how EXODUS and SLAYER gradients differ in scale across layers).
+- :class:`FiringRateMonitor` — mean spikes per neuron and step of every spiking layer.
+- :class:`RasterPlot` — a spike raster of every spiking layer and the readout trace of one
+  validation sample, as an image every N epochs (matplotlib).
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any, Optional
+
+import lightning.pytorch as pl
+import torch
+from torch import Tensor
+
+from exodus_lightning.models.activity import SpikeRecorder
+
+
+class GradientNormMonitor(pl.Callback):
+    """Logs ``grad_norm/<parameter>`` (the 2-norm of each weight's gradient) every
+    ``every_n_steps`` optimizer steps, before the optimizer uses them (after unscaling and clipping
+    hooks run in ``on_before_optimizer_step``)."""
+
+    def __init__(self, every_n_steps: int = 50, weights_only: bool = True) -> None:
+        super().__init__()
+        if every_n_steps < 1:
+            raise ValueError(f"every_n_steps must be >= 1, got {every_n_steps!r}")
+        self.every_n_steps = every_n_steps
+        self.weights_only = weights_only
+
+    def norms(self, pl_module: pl.LightningModule) -> dict[str, Tensor]:
+        out = {}
+        for name, p in pl_module.named_parameters():
+            if p.grad is None or (self.weights_only and p.ndim < 2):
+                continue
+            out[f"grad_norm/{name}"] = p.grad.detach().norm(2)
+        return out
+
+    def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer) -> None:
+        if trainer.global_step % self.every_n_steps != 0:
+            return
+        norms = self.norms(pl_module)
+        if norms:
+            pl_module.log_dict(norms, on_step=True, on_epoch=False)
+
+
+class FiringRateMonitor(pl.Callback):
+    """Logs ``firing_rate/<layer>`` for the spiking layers of any LightningModule, averaged over the
+    validation epoch (and over training batches every ``train_every_n_steps`` steps, 0 = never)."""
+
+    def __init__(self, train_every_n_steps: int = 0) -> None:
+        super().__init__()
+        self.train_every_n_steps = train_every_n_steps
+        self._recorder: Optional[SpikeRecorder] = None
+        self._sums: dict[str, float] = {}
+        self._count = 0
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._recorder = SpikeRecorder(pl_module)
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if self._recorder is not None:
+            self._recorder.remove()
+            self._recorder = None
+
+    def _start(self) -> None:
+        if self._recorder is not None:
+            self._recorder.start()
+
+    def _stop(self) -> dict[str, Tensor]:
+        if self._recorder is None:
+            return {}
+        self._recorder.stop()
+        return self._recorder.rates()
+
+    def on_validation_epoch_start(self, trainer, pl_module) -> None:
+        self._sums, self._count = {}, 0
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
+        self._start()
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        for name, rate in self._stop().items():
+            self._sums[name] = self._sums.get(name, 0.0) + float(rate)
+        self._count += 1
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if self._count and not trainer.sanity_checking:
+            pl_module.log_dict({f"firing_rate/{k}": v / self._count for k, v in self._sums.items()})
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self.train_every_n_steps and trainer.global_step % self.train_every_n_steps == 0:
+            self._start()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self._recorder is not None and self._recorder.active:
+            rates = self._stop()
+            pl_module.log_dict({f"train_firing_rate/{k}": v for k, v in rates.items()}, on_step=True)
+
+
+def _figure_to_png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80)
+    return buf.getvalue()
+
+
+class RasterPlot(pl.Callback):
+    """Every ``every_n_epochs`` validation epochs, runs the model on the first sample of the first
+    validation batch, draws the spike raster of each spiking layer (at most ``max_neurons`` each)
+    and the network output over time, and logs the image: ``log_image`` on a W&B logger,
+    ``add_figure`` on TensorBoard, otherwise a PNG under the trainer's log dir."""
+
+    def __init__(self, every_n_epochs: int = 5, max_neurons: int = 100, key: str = "raster") -> None:
+        super().__init__()
+        if every_n_epochs < 1:
+            raise ValueError(f"every_n_epochs must be >= 1, got {every_n_epochs!r}")
+        self.every_n_epochs = every_n_epochs
+        self.max_neurons = max_neurons
+        self.key = key
+        self._sample: Optional[Tensor] = None
+        self.last_png: Optional[bytes] = None
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
+        if batch_idx == 0 and dataloader_idx == 0:
+            x = batch[0] if isinstance(batch, (tuple, list)) else batch
+            self._sample = x[:1].detach()
+
+    def figure(self, pl_module: pl.LightningModule, x: Tensor):
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+
+        recorder = SpikeRecorder(pl_module)
+        try:
+            with torch.no_grad(), recorder.recording():
+                out = pl_module(x)
+        finally:
+            recorder.remove()
+        layers = list(recorder.outputs.items())
+        fig, axes = plt.subplots(len(layers) + 1, 1, figsize=(8, 2 + 1.6 * len(layers)), squeeze=False)
+        for ax, (name, s) in zip(axes[:, 0], layers):
+            s = s[0].reshape(s.shape[1], -1)[:, : self.max_neurons].float().cpu()
+            t, n = torch.nonzero(s, as_tuple=True)
+            ax.scatter(t.numpy(), n.numpy(), s=2, marker="|", color="black")
+            ax.set_ylabel(name, fontsize=7)
+            ax.set_xlim(0, s.shape[0])
+        ax = axes[-1, 0]
+        o = out[0].reshape(out.shape[1], -1).float().cpu().numpy()
+        ax.plot(o, linewidth=0.8)
+        ax.set_ylabel("output")
+        ax.set_xlabel("time step")
+        fig.tight_layout()
+        return fig
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or self._sample is None or not trainer.is_global_zero:
+            return
+        if (trainer.current_epoch + 1) % self.every_n_epochs != 0:
+            return
+        import matplotlib.pyplot as plt
+
+        fig = self.figure(pl_module, self._sample.to(pl_module.device))
+        self.last_png = _figure_to_png(fig)
+        for logger in trainer.loggers:
+            self._log(logger, fig, trainer)
+        plt.close(fig)
+
+    def _log(self, logger: Any, fig, trainer: pl.Trainer) -> None:
+        from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
+
+        if isinstance(logger, WandbLogger):
+            import numpy as np
+            from PIL import Image
+
+            image = np.asarray(Image.open(io.BytesIO(self.last_png)).convert("RGB"))
+            logger.log_image(key=self.key, images=[image], step=trainer.global_step)
+        elif isinstance(logger, TensorBoardLogger):
+            logger.experiment.add_figure(self.key, fig, global_step=trainer.global_step)
+        else:
+            folder = Path(logger.log_dir if getattr(logger, "log_dir", None) else trainer.default_root_dir)
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / f"{self.key}_epoch{trainer.current_epoch:04d}.png").write_bytes(self.last_png)

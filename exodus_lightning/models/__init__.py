@@ -1,0 +1,7 @@
+"""LightningModules for spiking networks, reusable from other projects and from YAML configs."""
+
+from exodus_lightning.models.activity import SpikeRecorder, spiking_layers
+from exodus_lightning.models.classifier import SpikingClassifier
+from exodus_lightning.models.regressor import SpikeTrainRegressor
+
+__all__ = ["SpikingClassifier", "SpikeTrainRegressor", "SpikeRecorder", "spiking_layers"]

@@ -1,0 +1,186 @@
+"""``SpikingClassifier``: a LightningModule for classifying sequences with a spiking network."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Optional, Union
+
+import lightning.pytorch as pl
+import torch
+import torchmetrics
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch import Tensor, nn
+
+from exodus_lightning.backend import use_backend, validate_backend
+from exodus_lightning.losses import ActivityRegularizer, loss_by_name
+from exodus_lightning.models.activity import SpikeRecorder
+
+
+def _default_optimizer(params) -> torch.optim.Optimizer:
+    return torch.optim.Adam(params, lr=1e-3)
+
+
+class SpikingClassifier(pl.LightningModule):
+    """Trains a spiking network ``(B, T, *input) -> (B, T, num_classes)`` with a loss over time
+    (EXODUS Table 2: max-over-time CE for a leaky readout, sum-over-time CE for spiking outputs).
+
+    Configured entirely by constructor arguments (LightningCLI / YAML or Python):
+
+    Args:
+        network: an ``nn.Module``, or an architecture string in the paper's Table 2 notation
+            (``"100-128l-128l-20l"``, ``"64x64x2-2c3-2p-...-11l"``) built by
+            :func:`exodus_lightning.nn.build_network` with ``neuron`` and ``readout``.
+        num_classes: number of classes (for the metrics; checked against the network output).
+        loss: a name from :data:`exodus_lightning.losses.LOSSES` or a loss module
+            ``f(output, target, lengths)``.
+        neuron: template neuron layer for an architecture string (e.g. ``LIF(tau_mem=20.0)``).
+        readout: readout layer for an architecture string (e.g. ``LeakyIntegrator(tau=20.0)``).
+        activity_regularizer: sparse-SGD regulariser applied to every spiking layer's output.
+        optimizer: optimizer factory (LightningCLI: ``class_path``/``init_args``); Adam(lr=1e-3).
+        scheduler: optional learning-rate scheduler factory.
+        backend: ``"exodus"``, ``"slayer"`` or ``"bptt"`` for every layer without its own ``backend=``
+            (None: the global default), for EXODUS-vs-SLAYER comparisons without rebuilding.
+
+    Batches are ``(x, y)`` or ``(x, y, lengths)`` with ``x`` of shape ``(B, T, *input)``.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> from exodus_lightning.models import SpikingClassifier
+        >>> net = nn.Linear(4, 3)                     # any (B, T, 4) -> (B, T, 3) module
+        >>> model = SpikingClassifier(net, num_classes=3, loss="sum_over_time_cross_entropy")
+        >>> model(torch.rand(2, 10, 4)).shape
+        torch.Size([2, 10, 3])
+    """
+
+    def __init__(
+        self,
+        network: Union[nn.Module, str],
+        num_classes: int,
+        loss: Union[str, nn.Module] = "max_over_time_cross_entropy",
+        neuron: Optional[nn.Module] = None,
+        readout: Optional[nn.Module] = None,
+        activity_regularizer: Optional[ActivityRegularizer] = None,
+        optimizer: OptimizerCallable = _default_optimizer,
+        scheduler: Optional[LRSchedulerCallable] = None,
+        backend: Optional[str] = None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(num_classes, int) or num_classes < 2:
+            raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
+        if backend is not None:
+            validate_backend(backend)
+        # An architecture string is a hyperparameter (load_from_checkpoint rebuilds the network);
+        # a network module is not (its weights are in the state dict: pass network= when loading).
+        self.save_hyperparameters(ignore=["network"] if isinstance(network, nn.Module) else None)
+        self.num_classes = num_classes
+        self.backend = backend
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.network = self.build_network(network, neuron, readout)
+        self.loss_fn = self.build_loss(loss)
+        self.activity_regularizer = activity_regularizer
+        self.spikes = SpikeRecorder(self.network)
+        self.build_metrics()
+
+    # ------------------------------------------------------------------ construction
+
+    def build_network(self, network: Union[nn.Module, str], neuron: Optional[nn.Module],
+                      readout: Optional[nn.Module]) -> nn.Module:
+        if isinstance(network, nn.Module):
+            return network
+        if isinstance(network, str):
+            from exodus_lightning.nn import build_network
+
+            kwargs = {}
+            if neuron is not None:
+                kwargs["neuron"] = neuron
+            if readout is not None:
+                kwargs["readout"] = readout
+            return build_network(network, **kwargs)
+        raise TypeError(f"network must be an nn.Module or an architecture string, got {type(network).__name__}")
+
+    def build_loss(self, loss: Union[str, nn.Module]) -> nn.Module:
+        if isinstance(loss, str):
+            return loss_by_name(loss)
+        if isinstance(loss, nn.Module) or callable(loss):
+            return loss
+        raise TypeError(f"loss must be a loss name or a module, got {type(loss).__name__}")
+
+    def build_metrics(self) -> None:
+        # One metric object per stage: states never mix between training and validation.
+        def acc() -> torchmetrics.Metric:
+            return torchmetrics.Accuracy(task="multiclass", num_classes=self.num_classes)
+
+        self.train_accuracy, self.val_accuracy, self.test_accuracy = acc(), acc(), acc()
+
+    # ------------------------------------------------------------------ forward / steps
+
+    def _backend(self):
+        return use_backend(self.backend) if self.backend is not None else contextlib.nullcontext()
+
+    def forward(self, x: Tensor) -> Tensor:
+        with self._backend():
+            return self.network(x)
+
+    @staticmethod
+    def unpack(batch: Any) -> tuple[Tensor, Tensor, Optional[Tensor]]:
+        if isinstance(batch, (tuple, list)) and len(batch) in (2, 3):
+            x, y = batch[0], batch[1]
+            lengths = batch[2] if len(batch) == 3 else None
+            return x, y, lengths
+        raise ValueError("a batch must be (x, y) or (x, y, lengths) with x of shape (B, T, ...)")
+
+    def scores(self, output: Tensor, lengths: Optional[Tensor] = None) -> Tensor:
+        """Class scores ``(B, C)`` consistent with the loss: max over time for the max-over-time
+        loss, the time sum otherwise."""
+        from exodus_lightning.losses import MaxOverTimeCrossEntropy, max_over_time, sum_over_time
+
+        if isinstance(self.loss_fn, MaxOverTimeCrossEntropy):
+            return max_over_time(output, lengths)
+        return sum_over_time(output, lengths)
+
+    def _shared_step(self, batch: Any, stage: str) -> Tensor:
+        x, y, lengths = self.unpack(batch)
+        with self.spikes.recording():
+            output = self(x)
+        if output.ndim != 3 or output.shape[-1] != self.num_classes:
+            raise ValueError(f"the network output must have shape (B, T, num_classes={self.num_classes}), "
+                             f"got {tuple(output.shape)}")
+        loss = self.loss_fn(output, y, lengths)
+        self.log(f"{stage}/loss_task", loss, on_step=False, on_epoch=True, batch_size=len(y), sync_dist=True)
+        if self.activity_regularizer is not None and self.spikes.outputs:
+            reg = sum(self.activity_regularizer(s) for s in self.spikes.outputs.values())
+            self.log(f"{stage}/loss_activity", reg, on_step=False, on_epoch=True, batch_size=len(y), sync_dist=True)
+            loss = loss + reg
+        metric = getattr(self, f"{stage}_accuracy")
+        metric(self.scores(output.detach(), lengths), y)
+        on_step = stage == "train"
+        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=len(y),
+                 sync_dist=True)
+        self.log(f"{stage}/accuracy", metric, on_step=False, on_epoch=True, prog_bar=True)
+        for name, rate in self.spikes.rates().items():
+            self.log(f"{stage}/firing_rate/{name}", rate, on_step=False, on_epoch=True, batch_size=len(y),
+                     sync_dist=True)
+        return loss
+
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        return self._shared_step(batch, "train")
+
+    def validation_step(self, batch: Any, batch_idx: int) -> Tensor:
+        return self._shared_step(batch, "val")
+
+    def test_step(self, batch: Any, batch_idx: int) -> Tensor:
+        return self._shared_step(batch, "test")
+
+    def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> Tensor:
+        """Class scores ``(B, num_classes)``."""
+        x, _, lengths = self.unpack(batch) if isinstance(batch, (tuple, list)) else (batch, None, None)
+        return self.scores(self(x), lengths)
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss"}}
