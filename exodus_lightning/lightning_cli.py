@@ -42,15 +42,14 @@ def _atomic_write(path: Path, text: str) -> None:
         raise
 
 
-def run_dir(trainer: Trainer) -> Path:
-    """The folder that belongs to this run: the W&B run's files folder, else the logger's log dir,
-    else the trainer's root dir."""
+def run_dir(trainer: Trainer, log_dir: Optional[str]) -> Path:
+    """The folder that belongs to this run: the W&B run's files folder, else the logger's log dir
+    (``trainer.log_dir``, a collective call: the caller evaluates it on every rank), else the
+    trainer's root dir."""
     for logger in trainer.loggers:
         if isinstance(logger, WandbLogger):
             return Path(logger.experiment.dir)
-    if trainer.log_dir:
-        return Path(trainer.log_dir)
-    return Path(trainer.default_root_dir)
+    return Path(log_dir) if log_dir else Path(trainer.default_root_dir)
 
 
 class RunConfigSaver(SaveConfigCallback):
@@ -61,10 +60,17 @@ class RunConfigSaver(SaveConfigCallback):
                  multifile: bool = False, save_to_log_dir: bool = False) -> None:
         super().__init__(parser, config, config_filename, overwrite, multifile, save_to_log_dir=save_to_log_dir)
         self.saved_path: Optional[Path] = None
+        self._log_dir: Optional[str] = None
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if not self.already_saved:
+            # trainer.log_dir broadcasts: every rank must ask, not only rank 0 in save_config.
+            self._log_dir = trainer.log_dir
+        super().setup(trainer, pl_module, stage)
 
     def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         text = self.parser.dump(self.config, skip_none=False)
-        path = run_dir(trainer) / self.config_filename
+        path = run_dir(trainer, self._log_dir) / self.config_filename
         _atomic_write(path, text)
         self.saved_path = path
         for logger in trainer.loggers:

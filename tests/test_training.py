@@ -228,3 +228,15 @@ def test_spike_train_regressor_fits_the_poisson_task():
     with torch.no_grad():
         after = model.van_rossum(model(x), target).item()
     assert after < 0.5 * before, (before, after)
+
+
+def test_test_and_predict_subcommands_use_the_checkpoint(fitted):
+    cwd, proc = fitted
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    ckpt = glob.glob(str(cwd / "**" / "last.ckpt"), recursive=True)[0]
+    out = _cli(["test", "-c", "tiny.yaml", "--ckpt_path", ckpt, "--trainer.logger=false"], cwd)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "test/accuracy" in out.stdout
+    out = _cli(["predict", "-c", "tiny.yaml", "--ckpt_path", ckpt, "--trainer.logger=false",
+                "--trainer.callbacks=[]", "--return_predictions=false"], cwd)
+    assert out.returncode == 0, out.stderr[-2000:]

@@ -16,7 +16,7 @@ from exodus_lightning.losses import ActivityRegularizer, loss_by_name
 from exodus_lightning.models.activity import SpikeRecorder
 
 
-def _default_optimizer(params) -> torch.optim.Optimizer:
+def _adam(params) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=1e-3)
 
 
@@ -36,12 +36,19 @@ class SpikingClassifier(pl.LightningModule):
         neuron: template neuron layer for an architecture string (e.g. ``LIF(tau_mem=20.0)``).
         readout: readout layer for an architecture string (e.g. ``LeakyIntegrator(tau=20.0)``).
         activity_regularizer: sparse-SGD regulariser applied to every spiking layer's output.
-        optimizer: optimizer factory (LightningCLI: ``class_path``/``init_args``); Adam(lr=1e-3).
+        optimizer: optimizer factory (LightningCLI: ``class_path``/``init_args``); None: Adam(lr=1e-3).
         scheduler: optional learning-rate scheduler factory.
         backend: ``"exodus"``, ``"slayer"`` or ``"bptt"`` for every layer without its own ``backend=``
             (None: the global default), for EXODUS-vs-SLAYER comparisons without rebuilding.
 
     Batches are ``(x, y)`` or ``(x, y, lengths)`` with ``x`` of shape ``(B, T, *input)``.
+
+    Checkpoints: an architecture string and the other arguments are saved as hyperparameters, so
+    ``SpikingClassifier.load_from_checkpoint(path)`` rebuilds the model; a network passed as a
+    module is not (pass ``network=`` again when loading).  Configs given through the CLI are saved
+    as ``class_path`` dictionaries and load with ``torch.load(weights_only=True)``; module objects
+    passed from Python (``neuron=LIF(...)``) are pickled, and resuming such a checkpoint with
+    ``Trainer.fit(ckpt_path=...)`` needs ``weights_only=False`` (only for files you trust).
 
     Example:
         >>> import torch
@@ -61,7 +68,7 @@ class SpikingClassifier(pl.LightningModule):
         neuron: Optional[nn.Module] = None,
         readout: Optional[nn.Module] = None,
         activity_regularizer: Optional[ActivityRegularizer] = None,
-        optimizer: OptimizerCallable = _default_optimizer,
+        optimizer: Optional[OptimizerCallable] = None,
         scheduler: Optional[LRSchedulerCallable] = None,
         backend: Optional[str] = None,
     ) -> None:
@@ -75,7 +82,9 @@ class SpikingClassifier(pl.LightningModule):
         self.save_hyperparameters(ignore=["network"] if isinstance(network, nn.Module) else None)
         self.num_classes = num_classes
         self.backend = backend
-        self.optimizer_factory = optimizer
+        # None (not a function object) as the default keeps the saved hyperparameters plain data,
+        # so checkpoints load with torch.load(weights_only=True), Lightning's default on resume.
+        self.optimizer_factory = optimizer if optimizer is not None else _adam
         self.scheduler_factory = scheduler
         self.network = self.build_network(network, neuron, readout)
         self.loss_fn = self.build_loss(loss)

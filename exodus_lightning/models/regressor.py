@@ -15,7 +15,7 @@ from exodus_lightning.backend import use_backend, validate_backend
 from exodus_lightning.losses import SpikeTrainMSE, VanRossumDistance
 
 
-def _default_optimizer(params) -> torch.optim.Optimizer:
+def _adam(params) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=1e-3)
 
 
@@ -43,7 +43,7 @@ class SpikeTrainRegressor(pl.LightningModule):
         van_rossum_tau: float = 10.0,
         neuron: Optional[nn.Module] = None,
         readout: Optional[nn.Module] = None,
-        optimizer: OptimizerCallable = _default_optimizer,
+        optimizer: Optional[OptimizerCallable] = None,
         backend: Optional[str] = None,
     ) -> None:
         super().__init__()
@@ -59,7 +59,9 @@ class SpikeTrainRegressor(pl.LightningModule):
         self.van_rossum = VanRossumDistance(van_rossum_tau)
         self.loss_fn = self.mse if loss == "mse" else self.van_rossum
         self.backend = backend
-        self.optimizer_factory = optimizer
+        # None (not a function object) as the default keeps the saved hyperparameters plain data,
+        # so checkpoints load with torch.load(weights_only=True), Lightning's default on resume.
+        self.optimizer_factory = optimizer if optimizer is not None else _adam
         self.last_output: Optional[Tensor] = None
         self.last_target: Optional[Tensor] = None
 
