@@ -120,3 +120,7 @@ class PoissonSpikeFitDataModule(pl.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         """The pair once."""
         return self._loader(1)
+
+    def predict_dataloader(self) -> DataLoader:
+        """The pair once (``predict`` returns the output spike train)."""
+        return self._loader(1)

@@ -252,3 +252,7 @@ class SpikePatternsDataModule(pl.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         """Test batches."""
         return self._loader("test", False)
+
+    def predict_dataloader(self) -> DataLoader:
+        """The test batches (``predict`` returns class scores for them)."""
+        return self._loader("test", False)
