@@ -1,5 +1,6 @@
 """The ``exodus-lightning`` command.
 
+    exodus-lightning info                                       versions, native libraries, CUDA set-up
     exodus-lightning bench lif [--device cuda] [--shape B,T,N]   EXODUS vs SLAYER vs BPTT, floor ratio
     exodus-lightning bench data                                 DataModule throughput
     exodus-lightning fit -c configs/quickstart.yaml              train (LightningCLI: fit, validate,
@@ -23,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "test": ("exodus_lightning.lightning_cli", "cli_main", "evaluate on the test set"),
     "predict": ("exodus_lightning.lightning_cli", "cli_main", "predict with a trained model"),
     "bench": ("exodus_lightning.bench", "main", "run a benchmark: lif, data"),
+    "info": ("exodus_lightning.info", "info_main", "versions, native libraries and CUDA set-up (for bug reports)"),
     "slurm": ("exodus_lightning.slurm", "slurm_main",
               "write (and --submit) an sbatch script whose directives match the Trainer"),
 }

@@ -1,7 +1,9 @@
 """Benchmarks: commands that print ratios measured in one run (never timed unit tests).
 
 ``exodus-lightning bench lif`` — EXODUS vs SLAYER vs BPTT on the LIF layer, against the
-memory-traffic floor; ``exodus-lightning bench data`` — DataModule throughput.
+memory-traffic floor; ``bench data`` — DataModule throughput; ``bench ottt`` — memory of online
+training vs BPTT/EXODUS over T; ``bench sparse`` — active-set vs dense backward; ``bench event`` —
+event-driven backward vs BPTT across firing rates.
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ from typing import Callable, Optional
 BENCHMARKS: dict[str, tuple[str, str]] = {
     "lif": ("exodus_lightning.bench.lif", "bench_lif"),
     "data": ("exodus_lightning.data.bench", "bench_data"),
+    "ottt": ("exodus_lightning.bench.ottt", "bench_ottt"),
+    "sparse": ("exodus_lightning.bench.sparse", "bench_sparse"),
+    "event": ("exodus_lightning.bench.event", "bench_event"),
 }
 
 
