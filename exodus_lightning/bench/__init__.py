@@ -16,6 +16,11 @@ from typing import Callable, Optional
 BENCHMARKS: dict[str, tuple[str, str]] = {
     "lif": ("exodus_lightning.bench.lif", "bench_lif"),
     "data": ("exodus_lightning.data.bench", "bench_data"),
+    "layer": ("exodus_lightning.bench.layer", "bench_layer"),
+    "fidelity": ("exodus_lightning.bench.fidelity", "bench_fidelity"),
+    "grad-scale": ("exodus_lightning.bench.fidelity", "bench_grad_scale"),
+    "poisson": ("exodus_lightning.bench.poisson", "bench_poisson"),
+    "train-speed": ("exodus_lightning.bench.train_speed", "bench_train_speed"),
     "ottt": ("exodus_lightning.bench.ottt", "bench_ottt"),
     "sparse": ("exodus_lightning.bench.sparse", "bench_sparse"),
     "event": ("exodus_lightning.bench.event", "bench_event"),

@@ -1,0 +1,402 @@
+"""Sparse spiking gradient descent (S3GD; Perez-Nieves & Goodman, NeurIPS 2021): the backward pass
+computed only on the *active set* of a truncated surrogate gradient, with native CPU kernels
+(:mod:`exodus_lightning.ops.sparse`).
+
+Neuron semantics of the paper (suppl. E.2 eq. 17-19), as options of :class:`SparseLinearLIF`:
+
+====================================  =======================================  ===========================
+paper                                 option (paper default)                   our LIF (``nn.LIF``)
+====================================  =======================================  ===========================
+``V[t+1] = a V[t] + h[t] - c S[t]``   ``delay=True``: input of step t moves    no delay: ``x[t]`` enters
+one-step delay, ``V[0] = 0``          V at t+1                                 ``v[t]``
+reset subtracted *after* the leak     ``reset_after_leak=True``: ``c = V_th -   reset before the leak:
+                                      V_r``; False: ``c = a (V_th - V_r)``      ``a (v - theta s)``
+strict threshold ``S = V > V_th``     ``strict_threshold=True``                ``v >= theta``
+reset constant in the gradient        ``gradient="detached"``; ``"exact"``     EXODUS keeps the reset
+                                      keeps it (EXODUS)
+====================================  =======================================  ===========================
+
+``a = exp(-dt / tau_mem)``.  Truncated surrogate (suppl. E.5 eq. 20, :func:`truncated_surrogate`):
+``g(V) = 1/(beta |V - V_th| + 1)^2`` when ``|V - V_th| < B_th`` else 0 (beta = 100, B_th = 0.2); its
+support is the active set ``A``.
+
+Backward (``backend="sparse"``), with ``e[t] = dL/dS[t] g(V[t])`` on ``A`` only:
+
+* Prop. 1: ``delta_j[t] = sum_{k>t} e_j[k] a^{k-t-1}`` (= dL/dh_j[t]) obeys
+  ``delta_j[t] = a^n delta_j[t+n]`` across n inactive steps and
+  ``delta_j[t] = e_j[t+1] + a^n delta_j[t+n]`` when t+1 is active; evaluated by a memoised walk
+  over the merged active times of j and the times the input layer needs (suppl. C);
+* weight gradient (suppl. B) ``dL/dW_ji = sum_{(b,t,j) in A} e[b,t,j] tr[b,t,i]`` with the input
+  trace ``tr[t] = a tr[t-1] + x[t-1]`` stored in the forward;
+* input gradient ``dL/dx_i[t] = sum_j W_ji delta_j[t]`` written only where the *input* layer is
+  active (the layer below multiplies by its own truncated surrogate, zero elsewhere), so the
+  whole-network gradient equals dense BPTT with the truncated surrogate and detached reset.
+
+``gradient="exact"`` (own derivation, not in the paper) keeps the reset in the gradient:
+``g_v[t] = g[t] (dL/dS[t] - c g_v[t+1]) + a g_v[t+1]``; outside ``A`` it is pure decay, and with
+``e_hat[t] = g[t] (dL/dS[t] - c g_v[t+1])`` (nonzero on ``A`` only) the same trace and Prop. 1
+formulas hold with ``e_hat`` — the active-set structure is unchanged.
+
+``backend="dense"`` runs the dense native reverse scan with the same truncated surrogate and
+two ``torch.matmul`` for dW and dx (the benchmark's baseline).  Both backends are deterministic
+(no atomics).  CPU only: there are no CUDA kernels yet (CUDA tensors raise NotImplementedError).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from exodus_lightning.ops import sparse as ops
+
+BACKENDS = ("sparse", "dense")
+GRADIENTS = ("detached", "exact")
+
+
+# ----------------------------------------------------------------------------- surrogate
+
+
+def _check_b_th(b_th: float) -> float:
+    if not isinstance(b_th, (int, float)) or isinstance(b_th, bool) or not b_th > 0:
+        raise ValueError(f"b_th must be a number > 0 (math.inf: no truncation), got {b_th!r}")
+    return float(b_th)
+
+
+def truncated_surrogate(v: Tensor, threshold: float = 1.0, beta: float = 100.0, b_th: float = 0.2) -> Tensor:
+    """Suppl. E.5 eq. (20): ``g(v) = 1/(beta |v - V_th| + 1)^2`` if ``|v - V_th| < B_th``, else 0."""
+    _check_b_th(b_th)
+    d = (v - threshold).abs()
+    den = beta * d + 1
+    return torch.where(d < b_th, 1 / (den * den), torch.zeros_like(v))
+
+
+def active_mask(v: Tensor, threshold: float = 1.0, b_th: float = 0.2) -> Tensor:
+    """The active set ``|v - V_th| < B_th`` (strict) as a bool tensor."""
+    _check_b_th(b_th)
+    return (v - threshold).abs() < b_th
+
+
+# ----------------------------------------------------------------------------- autograd
+
+
+class _Config:
+    """Static parameters of one layer call (kept off the autograd graph)."""
+
+    __slots__ = ("alpha", "theta", "reset_scale", "b_th", "beta_s", "delay", "strict", "exact", "backend")
+
+    def __init__(self, **kw) -> None:
+        for k, v in kw.items():
+            setattr(self, k, v)
+
+
+class SparseLinearLIFFunction(torch.autograd.Function):
+    """``spikes = LIF(x W^T)`` with the sparse (or dense) truncated-surrogate backward.
+
+    ``holder`` (a dict) receives ``"active"`` (this layer's :class:`~exodus_lightning.ops.sparse.ActiveSet`,
+    for the next layer's ``input_active``) and ``"v"`` when the dense backend keeps the membrane."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, cfg: _Config, input_active: Optional[ops.ActiveSet],
+                holder: dict) -> Tensor:
+        w = weight.to(x.dtype)
+        h = torch.matmul(x, w.t())
+        spikes, v, counts = ops.lif_forward(h, cfg.alpha, cfg.theta, cfg.reset_scale, cfg.b_th, cfg.beta_s,
+                                            cfg.delay, cfg.strict)
+        del h
+        active = ops.collect_active(v, counts, cfg.theta, cfg.b_th, cfg.beta_s)
+        holder["active"] = active
+        ctx.cfg, ctx.input_active = cfg, input_active
+        if cfg.backend == "sparse":
+            # Only the CSR active set and the input trace are kept; the membrane is dropped.
+            trace = ops.input_trace(x, cfg.alpha, cfg.delay) if ctx.needs_input_grad[1] else None
+            ctx.active = active
+            ctx.save_for_backward(trace, weight)
+        else:
+            ctx.save_for_backward(x, v, weight)
+        ctx.mark_non_differentiable()
+        return spikes
+
+    @staticmethod
+    def backward(ctx, grad_spikes: Tensor):
+        cfg = ctx.cfg
+        need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        grad_x = grad_w = None
+        if cfg.backend == "sparse":
+            trace, weight = ctx.saved_tensors
+            dt = ctx.active.fvals.dtype
+            w = weight.detach().to(dt)
+            mode = 0
+            if need_x:
+                mode = 2 if ctx.input_active is not None else 1
+            out = ops.sparse_backward(ctx.active, grad_spikes.to(dt), cfg.alpha, cfg.reset_scale, cfg.exact, cfg.delay,
+                                      trace if need_w else None, w, mode, ctx.input_active)
+            if need_w:
+                grad_w = out["grad_w"].to(weight.dtype)
+            if mode == 1:
+                grad_x = torch.matmul(out["delta"], w)
+            elif mode == 2:
+                grad_x = out["grad_x"]
+        else:
+            x, v, weight = ctx.saved_tensors
+            delta = ops.dense_backward(v, grad_spikes, cfg.alpha, cfg.theta, cfg.reset_scale, cfg.b_th, cfg.beta_s,
+                                       cfg.exact, cfg.delay)
+            w = weight.detach().to(delta.dtype)
+            if need_w:
+                grad_w = torch.matmul(delta.reshape(-1, delta.shape[2]).t(),
+                                      x.reshape(-1, x.shape[2]).to(delta.dtype)).to(weight.dtype)
+            if need_x:
+                grad_x = torch.matmul(delta, w)
+        return grad_x, grad_w, None, None, None
+
+
+# ----------------------------------------------------------------------------- layers
+
+
+def _positive(value: float, name: str, allow_inf: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if not value > 0 or (not allow_inf and math.isinf(value)):
+        raise ValueError(f"{name} must be > 0{'' if allow_inf else ' and finite'}, got {value!r}")
+    return float(value)
+
+
+def _count(value: int, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value!r}")
+    return value
+
+
+class SparseLinearLIF(nn.Module):
+    """Fused Linear + LIF layer of the paper, trained with the sparse (S3GD) backward.
+
+    Input ``(B, T, in_features)`` (spikes or any float), output spikes ``(B, T, out_features)``.
+    The weight has ``nn.Linear``'s layout ``(out_features, in_features)`` and no bias (as in the
+    paper).  The sparsity is in the weight product, which is why the layer is fused.
+
+    Args:
+        in_features, out_features: layer sizes.
+        tau_mem: membrane time constant (ms); ``alpha = exp(-dt / tau_mem)``.
+        dt: time step (ms).
+        threshold: ``V_th`` (1).  v_reset: ``V_r`` (0); the reset subtracts ``V_th - V_r``.
+        b_th: truncation ``B_th`` of the surrogate (0.2; ``math.inf``: none, everything active).
+        surrogate_beta: ``beta`` of the surrogate (100).
+        backend: ``"sparse"`` (active-set kernels) or ``"dense"`` (dense native scan + GEMMs).
+        gradient: ``"detached"`` (paper: reset constant in the gradient) or ``"exact"`` (EXODUS).
+        delay, reset_after_leak, strict_threshold: the paper's neuron semantics (all True); see
+            the module docstring for the mapping to our ``nn.LIF``.
+        init: ``"uniform"`` U(+-1/sqrt(in)) (N-MNIST, SHD) or ``"normal"`` N(0, (20 (1-alpha)/sqrt(in))^2)
+            (F-MNIST), as in the official code (suppl. Table 3).
+
+    ``forward(x, input_active=None)``: ``input_active`` is the previous layer's active set
+    (``layer.last_active``); the input gradient is then written only there.  Without it the full
+    (dense) input gradient is produced.  After each call ``last_active`` holds this layer's set.
+    """
+
+    def __init__(self, in_features: int, out_features: int, tau_mem: float = 10.0, dt: float = 1.0,
+                 threshold: float = 1.0, v_reset: float = 0.0, b_th: float = 0.2, surrogate_beta: float = 100.0,
+                 backend: str = "sparse", gradient: str = "detached", delay: bool = True,
+                 reset_after_leak: bool = True, strict_threshold: bool = True, init: str = "uniform") -> None:
+        super().__init__()
+        self.in_features = _count(in_features, "in_features")
+        self.out_features = _count(out_features, "out_features")
+        self.tau_mem = _positive(tau_mem, "tau_mem", allow_inf=True)
+        self.dt = _positive(dt, "dt")
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
+            raise ValueError(f"threshold must be a finite number, got {threshold!r}")
+        if not isinstance(v_reset, (int, float)) or not v_reset < threshold:
+            raise ValueError(f"v_reset must be a number below threshold ({threshold}), got {v_reset!r}")
+        self.threshold, self.v_reset = float(threshold), float(v_reset)
+        self.b_th = _check_b_th(b_th)
+        self.surrogate_beta = _positive(surrogate_beta, "surrogate_beta")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if gradient not in GRADIENTS:
+            raise ValueError(f"gradient must be one of {GRADIENTS}, got {gradient!r}")
+        if init not in ("uniform", "normal"):
+            raise ValueError(f"init must be 'uniform' or 'normal', got {init!r}")
+        self.backend, self.gradient, self.init = backend, gradient, init
+        self.delay, self.reset_after_leak, self.strict_threshold = bool(delay), bool(reset_after_leak), bool(strict_threshold)
+        self.weight = nn.Parameter(torch.empty(out_features, in_features))
+        self.last_active: Optional[ops.ActiveSet] = None
+        self.reset_parameters()
+
+    @property
+    def alpha(self) -> float:
+        return math.exp(-self.dt / self.tau_mem)
+
+    def reset_parameters(self) -> None:
+        with torch.no_grad():
+            if self.init == "uniform":
+                bound = 1 / math.sqrt(self.in_features)
+                self.weight.uniform_(-bound, bound)
+            else:
+                self.weight.normal_(0.0, 20 * (1 - self.alpha) / math.sqrt(self.in_features))
+
+    def config(self) -> _Config:
+        a = self.alpha
+        c = self.threshold - self.v_reset
+        return _Config(alpha=a, theta=self.threshold, reset_scale=c if self.reset_after_leak else a * c,
+                       b_th=self.b_th, beta_s=self.surrogate_beta, delay=self.delay, strict=self.strict_threshold,
+                       exact=self.gradient == "exact", backend=self.backend)
+
+    def forward(self, x: Tensor, input_active: Optional[ops.ActiveSet] = None) -> Tensor:
+        ops.check_tensor(x, "x")
+        if x.shape[2] != self.in_features:
+            raise ValueError(f"x must have {self.in_features} features (last dimension), got shape {tuple(x.shape)}")
+        if input_active is not None:
+            if not isinstance(input_active, ops.ActiveSet):
+                raise TypeError(f"input_active must be an ActiveSet or None, got {type(input_active).__name__}")
+            if input_active.shape != tuple(x.shape):
+                raise ValueError(f"input_active has shape {input_active.shape}, x has {tuple(x.shape)}")
+            if input_active.fvals.dtype != x.dtype:
+                input_active = None  # dtypes differ: fall back to the dense input gradient (still exact)
+        holder: dict = {}
+        spikes = SparseLinearLIFFunction.apply(x, self.weight, self.config(), input_active, holder)
+        self.last_active = holder["active"]
+        return spikes
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_features}, {self.out_features}, tau_mem={self.tau_mem}, dt={self.dt}, b_th={self.b_th}, "
+                f"backend={self.backend!r}, gradient={self.gradient!r}")
+
+
+class DelayedLeakyReadout(nn.Module):
+    """Readout of the paper: a hidden-type neuron with infinite threshold (suppl. E.3), i.e.
+    ``V[t+1] = a_r V[t] + c (x[t] W^T)``, ``V[0] = 0``, ``a_r = exp(-dt / tau)``; output ``V``
+    ``(B, T, n_out)``.  ``c = 1`` (suppl.) or ``1 - a_r`` with ``scale_input=True`` (official code)."""
+
+    def __init__(self, in_features: int, out_features: int, tau: float = 20.0, dt: float = 1.0,
+                 scale_input: bool = False) -> None:
+        super().__init__()
+        self.in_features = _count(in_features, "in_features")
+        self.out_features = _count(out_features, "out_features")
+        self.tau, self.dt = _positive(tau, "tau"), _positive(dt, "dt")
+        self.scale_input = bool(scale_input)
+        self.weight = nn.Parameter(torch.empty(out_features, in_features))
+        bound = 1 / math.sqrt(in_features)
+        nn.init.uniform_(self.weight, -bound, bound)
+
+    def forward(self, x: Tensor) -> Tensor:
+        from exodus_lightning.functional import leaky_integrator
+
+        h = torch.matmul(x, self.weight.to(x.dtype).t())
+        # One-step delay: h[t] reaches V at t + 1.
+        h = torch.cat([h.new_zeros(h.shape[0], 1, h.shape[2]), h[:, :-1]], 1)
+        if self.scale_input:
+            h = h * (1 - math.exp(-self.dt / self.tau))
+        return leaky_integrator(h, tau=self.tau / self.dt)
+
+
+# ----------------------------------------------------------------------------- regularisers
+
+
+def activity_regularizer_grad(spikes: Tensor, upper_strength: float = 0.06, upper_threshold: float = 1.0,
+                              lower_strength: float = 100.0, lower_threshold: float = 1e-3) -> Tensor:
+    """Closed-form ``dR/dS`` of the suppl. E.4 regularisers (as in
+    :func:`exodus_lightning.losses.upper_activity_regularizer` / ``lower_activity_regularizer``),
+    with ``zeta[b, j] = sum_t S[b, t, j]`` and batch mean ``1/B``:
+
+    * upper ``lambda_up max(0, mean_j zeta[b, j] - nu_up)``: ``lambda_up / (B N)`` where active;
+    * lower ``(lambda_low / N) sum_j max(0, nu_low - zeta[b, j])^2``:
+      ``-2 lambda_low max(0, nu_low - zeta[b, j]) / (B N)``.
+
+    Only the active entries of the result matter to the sparse backward."""
+    if spikes.ndim < 3:
+        raise ValueError(f"spikes must have shape (B, T, *features), got {tuple(spikes.shape)}")
+    B, T = spikes.shape[:2]
+    s = spikes.reshape(B, T, -1)
+    N = s.shape[2]
+    zeta = s.sum(1)  # (B, N)
+    up = upper_strength * (zeta.mean(1) > upper_threshold).to(s.dtype) / (B * N)  # (B,)
+    low = -2 * lower_strength * torch.relu(lower_threshold - zeta) / (B * N)      # (B, N)
+    g = up[:, None] + low
+    return g[:, None, :].expand(B, T, N).reshape(spikes.shape).contiguous()
+
+
+class _InjectRegularizerGrad(torch.autograd.Function):
+    """Identity in the forward; adds ``dR/dS`` of the activity regularisers in the backward, the
+    way the paper's code lets them "enter dL/dS" without a separate graph."""
+
+    @staticmethod
+    def forward(ctx, spikes: Tensor, strengths: tuple) -> Tensor:
+        ctx.save_for_backward(spikes)
+        ctx.strengths = strengths
+        return spikes.view_as(spikes)
+
+    @staticmethod
+    def backward(ctx, g: Tensor):
+        (spikes,) = ctx.saved_tensors
+        return g + activity_regularizer_grad(spikes, *ctx.strengths).to(g.dtype), None
+
+
+class SparseSNN(nn.Module):
+    """The paper's network: input -> ``hidden`` SparseLinearLIF layers -> leaky readout with
+    infinite threshold.  Output ``(B, T, n_classes)`` (the readout membrane; use max- or
+    sum-over-time cross-entropy).  Each hidden layer receives the previous layer's active set so
+    the input gradients are written only there.
+
+    Activity regularisers (suppl. E.4; strengths 0 switch them off): in training their gradient is
+    added to ``dL/dS`` of every hidden layer (:func:`activity_regularizer_grad`), and their value
+    is kept in ``last_regularization`` (not part of the returned output, so it is not logged by
+    :class:`~exodus_lightning.models.SpikingClassifier`).  ``last_activity`` holds the active
+    fraction of each hidden layer.
+
+    Args:
+        n_inputs, n_classes: sizes.  hidden: hidden layer sizes ((200, 200)).
+        tau_mem, tau_readout, dt: ms.  b_th, surrogate_beta, backend, gradient, init: as in
+        :class:`SparseLinearLIF`.  upper_strength, upper_threshold, lower_strength,
+        lower_threshold: regulariser parameters (paper: 0.06, 1 (10 for SHD), 100, 1e-3).
+        readout_scale_input: the official code's ``(1 - a_r)`` input factor of the readout.
+    """
+
+    def __init__(self, n_inputs: int, n_classes: int, hidden: Sequence[int] = (200, 200), tau_mem: float = 10.0,
+                 tau_readout: float = 10.0, dt: float = 1.0, b_th: float = 0.2, surrogate_beta: float = 100.0,
+                 backend: str = "sparse", gradient: str = "detached", init: str = "uniform",
+                 upper_strength: float = 0.06, upper_threshold: float = 1.0, lower_strength: float = 100.0,
+                 lower_threshold: float = 1e-3, readout_scale_input: bool = False) -> None:
+        super().__init__()
+        _count(n_inputs, "n_inputs")
+        _count(n_classes, "n_classes")
+        if isinstance(hidden, int) or not hidden:
+            raise ValueError(f"hidden must be a non-empty list of layer sizes, got {hidden!r}")
+        for name, v in [("upper_strength", upper_strength), ("lower_strength", lower_strength)]:
+            if not isinstance(v, (int, float)) or v < 0:
+                raise ValueError(f"{name} must be >= 0, got {v!r}")
+        sizes = [n_inputs] + [_count(int(h) if not isinstance(h, bool) else h, "hidden") for h in hidden]
+        self.layers = nn.ModuleList(
+            SparseLinearLIF(a, b, tau_mem=tau_mem, dt=dt, b_th=b_th, surrogate_beta=surrogate_beta, backend=backend,
+                            gradient=gradient, init=init)
+            for a, b in zip(sizes[:-1], sizes[1:]))
+        self.readout = DelayedLeakyReadout(sizes[-1], n_classes, tau=tau_readout, dt=dt, scale_input=readout_scale_input)
+        self.strengths = (float(upper_strength), float(upper_threshold), float(lower_strength), float(lower_threshold))
+        self.last_regularization: Optional[float] = None
+        self.last_activity: list[float] = []
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.ndim < 3:
+            raise ValueError(f"x must have shape (B, T, *features), got {tuple(x.shape)}")
+        x = x.reshape(x.shape[0], x.shape[1], -1)
+        if x.dtype not in (torch.float32, torch.float64):
+            x = x.float()
+        active = None
+        reg = 0.0
+        self.last_activity = []
+        regularize = self.training and torch.is_grad_enabled() and (self.strengths[0] > 0 or self.strengths[2] > 0)
+        for layer in self.layers:
+            x = layer(x, input_active=active)
+            active = layer.last_active
+            self.last_activity.append(active.fraction)
+            if regularize:
+                from exodus_lightning.losses import lower_activity_regularizer, upper_activity_regularizer
+
+                with torch.no_grad():
+                    reg += float(upper_activity_regularizer(x, self.strengths[0], self.strengths[1])
+                                 + lower_activity_regularizer(x, self.strengths[2], self.strengths[3]))
+                x = _InjectRegularizerGrad.apply(x, self.strengths)
+        self.last_regularization = reg if regularize else None
+        return self.readout(x)

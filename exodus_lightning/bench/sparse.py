@@ -1,0 +1,131 @@
+"""``exodus-lightning bench sparse``: backward time and memory of the sparse (active-set, S3GD)
+backward of one fused Linear+LIF layer against the dense native backward with the same truncated
+surrogate plus ``torch.matmul`` for dW and dx, across activity levels and hidden sizes (the
+paper's Fig. 20/21, on our kernels).
+
+Like the paper's timing protocol, the timed layer is a hidden layer whose input is another hidden
+layer (N_in = N_out = hidden): the input gradient is written at the input layer's active entries.
+The membrane and the active sets are synthetic, with an exact fraction ``rho`` of active entries
+in both layers, so the activity is controlled; the kernels are the ones the layer runs.  Sparse
+and dense are timed round-robin in the same run (the machine is shared and noisy); medians.
+
+Memory (CPU: no allocator statistics, so bytes are counted from the tensors themselves):
+"kept" = what each backend keeps from the forward for the backward (dense: membrane + input;
+sparse: CSR active set + input trace); "bwd" = tensors the backward allocates (dense: delta,
+dW, dx; sparse: errors at active entries, per-thread delta workspace, W^T, dW, dx).  The weight
+is shared and not counted.  "saved" = 1 - sparse/dense of kept + bwd.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from typing import Optional
+
+import torch
+
+from exodus_lightning.ops import sparse as ops
+
+HIDDEN = (200, 500, 1000)
+ACTIVITY = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
+B_TH = 0.2
+BETA_S = 100.0
+
+
+def _nbytes(*ts: torch.Tensor) -> int:
+    return sum(t.numel() * t.element_size() for t in ts)
+
+
+def make_case(B: int, T: int, N: int, rho: float, seed: int = 0, dtype: torch.dtype = torch.float32) -> dict:
+    """Synthetic layer state with a fraction ``rho`` of active entries in this and the input layer."""
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.rand(B, T, N, generator=g) < rho
+    inside = 1 + (torch.rand(B, T, N, generator=g) * 2 - 1) * (B_TH * 0.95)
+    outside = 1 + B_TH + 0.05 + torch.rand(B, T, N, generator=g)
+    v = torch.where(mask, inside, outside).to(dtype)
+    f = torch.where(mask, 1 / (BETA_S * (v - 1).abs() + 1) ** 2, torch.zeros((), dtype=dtype))
+    in_mask = torch.rand(B, T, N, generator=g) < rho
+    x = (torch.rand(B, T, N, generator=g) < max(rho, 0.01)).to(dtype)
+    return {
+        "v": v, "x": x, "w": (torch.randn(N, N, generator=g) / N ** 0.5).to(dtype),
+        "grad": torch.randn(B, T, N, generator=g).to(dtype),
+        "active": ops.active_set_from_mask(mask, f, dtype), "in_active": ops.active_set_from_mask(in_mask, None, dtype),
+        "trace": ops.input_trace(x, 0.9, True),
+    }
+
+
+def sparse_step(c: dict, alpha: float = 0.9) -> dict:
+    return ops.sparse_backward(c["active"], c["grad"], alpha, 1.0, False, True, c["trace"], c["w"], 2, c["in_active"])
+
+
+def dense_step(c: dict, alpha: float = 0.9) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    delta = ops.dense_backward(c["v"], c["grad"], alpha, 1.0, 1.0, B_TH, BETA_S, False, True)
+    N = delta.shape[2]
+    grad_w = torch.matmul(delta.reshape(-1, N).t(), c["x"].reshape(-1, c["x"].shape[2]))
+    grad_x = torch.matmul(delta, c["w"])
+    return delta, grad_w, grad_x
+
+
+def _time(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def run(B: int, T: int, hidden: tuple[int, ...], activity: tuple[float, ...], repeats: int) -> list[dict]:
+    rows = []
+    for N in hidden:
+        for rho in activity:
+            c = make_case(B, T, N, rho)
+            out = sparse_step(c)   # warm-up (library load, OpenMP pool, allocator)
+            d = dense_step(c)
+            ts, td = [], []
+            for _ in range(repeats):
+                ts.append(_time(lambda: sparse_step(c)))
+                td.append(_time(lambda: dense_step(c)))
+            kept_dense = _nbytes(c["v"], c["x"])
+            kept_sparse = c["active"].nbytes() + _nbytes(c["trace"])
+            bwd_dense = _nbytes(*d)
+            bwd_sparse = _nbytes(out["e"], out["grad_w"], out["grad_x"]) + int(out["workspace_bytes"])
+            rows.append({"N": N, "rho": rho, "measured_rho": c["active"].fraction, "sparse": statistics.median(ts),
+                         "dense": statistics.median(td), "kept_dense": kept_dense, "kept_sparse": kept_sparse,
+                         "bwd_dense": bwd_dense, "bwd_sparse": bwd_sparse})
+    return rows
+
+
+def report(rows: list[dict], B: int, T: int) -> str:
+    lines = [f"sparse vs dense backward of one Linear+LIF layer (N_in = N_out = hidden), B={B}, T={T}, float32, "
+             f"B_th={B_TH}, CPU, torch threads {torch.get_num_threads()}",
+             f"{'hidden':>6} {'active %':>8} {'dense ms':>9} {'sparse ms':>9} {'speed-up':>8} "
+             f"{'kept MB d/s':>13} {'bwd MB d/s':>13} {'mem saved':>9}"]
+    for r in rows:
+        tot_d, tot_s = r["kept_dense"] + r["bwd_dense"], r["kept_sparse"] + r["bwd_sparse"]
+        lines.append(
+            f"{r['N']:>6} {100 * r['measured_rho']:8.2f} {1e3 * r['dense']:9.2f} {1e3 * r['sparse']:9.2f} "
+            f"{r['dense'] / r['sparse']:7.1f}x {r['kept_dense'] / 2**20:6.1f}/{r['kept_sparse'] / 2**20:<6.1f} "
+            f"{r['bwd_dense'] / 2**20:6.1f}/{r['bwd_sparse'] / 2**20:<6.1f} {100 * (1 - tot_s / tot_d):8.1f}%")
+    return "\n".join(lines)
+
+
+def bench_sparse(argv: Optional[list[str]] = None) -> int:
+    """Entry point of ``exodus-lightning bench sparse``."""
+    p = argparse.ArgumentParser(prog="exodus-lightning bench sparse", description=__doc__.split("\n\n")[0])
+    p.add_argument("--batch", type=int, default=32, help="batch size B (default 32)")
+    p.add_argument("--steps", type=int, default=100, help="time steps T (default 100)")
+    p.add_argument("--hidden", type=int, nargs="+", default=list(HIDDEN), help="hidden sizes (default 200 500 1000)")
+    p.add_argument("--activity", type=float, nargs="+", default=list(ACTIVITY),
+                   help="fractions of active entries (default 0.005 ... 0.5)")
+    p.add_argument("--repeats", type=int, default=3, help="timed repeats (median)")
+    args = p.parse_args(argv)
+    if args.batch < 1 or args.steps < 1 or args.repeats < 1 or min(args.hidden) < 1:
+        p.error("--batch, --steps, --repeats and --hidden must be >= 1")
+    if not all(0 < a <= 1 for a in args.activity):
+        p.error("--activity values must lie in (0, 1]")
+    rows = run(args.batch, args.steps, tuple(args.hidden), tuple(args.activity), args.repeats)
+    print(report(rows, args.batch, args.steps))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(bench_sparse())

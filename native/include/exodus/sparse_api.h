@@ -1,0 +1,107 @@
+/* Plain C ABI of the sparse spiking gradient descent library (libexodus_sparse; Perez-Nieves &
+ * Goodman, NeurIPS 2021, "S3GD").  Raw pointers and sizes only: no torch or Python headers, so one
+ * build serves every torch and Python version (ARCHITECTURE §2).  Every entry point returns 0 on
+ * success or a non-zero code, the message being available from exodus_sparse_last_error().
+ *
+ * Neuron (one layer, fused with its weight product h = x W^T, W of shape (N_out, N_in)):
+ *   delay = 1 (paper):  V[t+1] = alpha V[t] + h[t] - reset_scale S[t],   V[0] = 0
+ *   delay = 0:          V[t]   = alpha V[t-1] + h[t] - reset_scale S[t-1], V[-1] = 0
+ *   S[t] = V[t] > theta (strict = 1, paper) or V[t] >= theta (strict = 0).
+ * reset_scale is (V_th - V_r) for the paper's reset after the leak, alpha (V_th - V_r) for a reset
+ * before the leak.  Truncated surrogate f(V) = 1 / (beta_s |V - theta| + 1)^2 when |V - theta| < b_th,
+ * else 0; its support is the ACTIVE SET.  Active entries are stored per (b, j) as a CSR:
+ * offsets[b * N + j] .. offsets[b * N + j + 1] index times (int32, ascending) and fvals (f).
+ * Layout: (B, T, N) contiguous.  dtype: 0 float32, 1 float64 (CPU). */
+#pragma once
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#define EXODUS_SPARSE_API __declspec(dllexport)
+#else
+#define EXODUS_SPARSE_API __attribute__((visibility("default")))
+#endif
+
+#define EXODUS_SPARSE_ABI_VERSION 1
+
+typedef struct exodus_sparse_forward_args {
+    int64_t B, T, N;
+    int32_t dtype;
+    const void* h;          /* (B, T, N) weighted input x W^T */
+    double alpha, theta, reset_scale, b_th, beta_s;
+    int32_t delay, strict;
+    void* spikes;           /* (B, T, N) out */
+    void* v;                /* (B, T, N) out: membrane (needed by collect / the dense backward) */
+    int64_t* counts;        /* (B * N) out: active entries per (b, j) */
+} exodus_sparse_forward_args;
+
+typedef struct exodus_sparse_collect_args {
+    int64_t B, T, N;
+    int32_t dtype;
+    const void* v;          /* (B, T, N) */
+    double theta, b_th, beta_s;
+    const int64_t* offsets; /* (B * N + 1) exclusive prefix sum of counts */
+    int32_t* times;         /* (K) out */
+    void* fvals;            /* (K) out: truncated surrogate at the active entries */
+} exodus_sparse_collect_args;
+
+typedef struct exodus_sparse_trace_args {
+    int64_t B, T, N;
+    int32_t dtype;
+    const void* x;          /* (B, T, N) input spikes */
+    double alpha;
+    int32_t delay;          /* 1: tr[t] = alpha tr[t-1] + x[t-1]; 0: tr[t] = alpha tr[t-1] + x[t] */
+    void* trace;            /* (B, T, N) out: dV[t]/dW ignoring the reset */
+} exodus_sparse_trace_args;
+
+typedef struct exodus_sparse_backward_args {
+    int64_t B, T, N_out, N_in;
+    int32_t dtype;
+    double alpha, reset_scale;
+    int32_t exact;          /* 1: keep the reset in the gradient (EXODUS); 0: detached (paper) */
+    int32_t delay;
+    const int64_t* offsets; /* (B * N_out + 1) this layer's active set */
+    const int32_t* times;
+    const void* fvals;
+    const void* grad_spikes;/* (B, T, N_out) dL/dS */
+    void* e;                /* (K) workspace/out: error at the active entries (e-hat for exact) */
+    const void* trace;      /* (B, T, N_in) or NULL: no weight gradient */
+    void* grad_w;           /* (N_out, N_in) out (overwritten) or NULL */
+    /* input gradient: mode 0 none; 1 dense delta (B, T, N_out) written to delta (all times);
+     * 2 sparse: dL/dx written only at the input layer's active entries (in_offsets/in_times). */
+    int32_t input_mode;
+    void* delta;            /* mode 1: (B, T, N_out) out */
+    const void* w_t;        /* mode 2: (N_in, N_out) W transposed, contiguous */
+    const int64_t* in_offsets; /* mode 2: (B * N_in + 1) */
+    const int32_t* in_times;   /* mode 2 */
+    void* workspace;        /* mode 2: (n_workspaces, T * N_out) */
+    int64_t n_workspaces;
+    void* grad_x;           /* mode 2: (B, T, N_in) out, zero-initialised by the caller */
+} exodus_sparse_backward_args;
+
+typedef struct exodus_sparse_dense_backward_args {
+    int64_t B, T, N;
+    int32_t dtype;
+    const void* v;          /* (B, T, N) */
+    const void* grad_spikes;/* (B, T, N) */
+    double alpha, theta, reset_scale, b_th, beta_s;
+    int32_t exact, delay;
+    void* delta;            /* (B, T, N) out: dL/dh */
+} exodus_sparse_dense_backward_args;
+
+EXODUS_SPARSE_API int32_t exodus_sparse_abi_version(void);
+EXODUS_SPARSE_API const char* exodus_sparse_last_error(void);
+EXODUS_SPARSE_API int32_t exodus_sparse_max_threads(void);
+EXODUS_SPARSE_API int32_t exodus_sparse_forward(const exodus_sparse_forward_args* a);
+EXODUS_SPARSE_API int32_t exodus_sparse_collect(const exodus_sparse_collect_args* a);
+EXODUS_SPARSE_API int32_t exodus_sparse_trace(const exodus_sparse_trace_args* a);
+EXODUS_SPARSE_API int32_t exodus_sparse_backward(const exodus_sparse_backward_args* a);
+EXODUS_SPARSE_API int32_t exodus_sparse_dense_backward(const exodus_sparse_dense_backward_args* a);
+
+#ifdef __cplusplus
+}
+#endif

@@ -1,0 +1,240 @@
+"""Sparse spiking gradient descent (issue 10): the active-set backward equals dense BPTT with the
+truncated surrogate and detached reset (float64), Prop. 1 memoisation, edge cases, regularisers,
+bad input."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from exodus_lightning import losses
+from exodus_lightning.algorithms import sparse_sgd as S
+from exodus_lightning.ops import sparse as ops
+
+D = torch.float64
+BETA = 100.0
+
+
+class _Spike(torch.autograd.Function):
+    """Heaviside V > theta with the truncated surrogate (the reference's own formula)."""
+
+    @staticmethod
+    def forward(ctx, v, theta, b_th):
+        ctx.save_for_backward(v)
+        ctx.theta, ctx.b_th = theta, b_th
+        return (v > theta).to(v.dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        (v,) = ctx.saved_tensors
+        d = (v - ctx.theta).abs()
+        f = torch.where(d < ctx.b_th, 1 / (BETA * d + 1) ** 2, torch.zeros_like(v))
+        return g * f, None, None
+
+
+def ref_layer(x, w, alpha, b_th, exact=False, theta=1.0, rs=1.0):
+    """Plain PyTorch loop of suppl. eq. (17)-(19): V[t+1] = a V[t] + h[t] - rs S[t], V[0] = 0."""
+    B, T, _ = x.shape
+    h = x @ w.t()
+    v = h.new_zeros(B, w.shape[0])
+    s = torch.zeros_like(v)
+    out = []
+    for t in range(T):
+        inp = h[:, t - 1] if t > 0 else torch.zeros_like(v)
+        v = alpha * v + inp - rs * (s if exact else s.detach())
+        s = _Spike.apply(v, theta, b_th)
+        out.append(s)
+    return torch.stack(out, 1)
+
+
+def _weights(sizes, seed, scale):
+    g = torch.Generator().manual_seed(seed)
+    return [(torch.randn(b, a, generator=g, dtype=D) * scale / math.sqrt(a)) for a, b in zip(sizes[:-1], sizes[1:])]
+
+
+def _net(sizes, ws, b_th, backend="sparse", gradient="detached"):
+    layers = []
+    for (a, b), w in zip(zip(sizes[:-1], sizes[1:]), ws):
+        layer = S.SparseLinearLIF(a, b, tau_mem=10.0, dt=1.0, b_th=b_th, backend=backend, gradient=gradient).double()
+        with torch.no_grad():
+            layer.weight.copy_(w)
+        layers.append(layer)
+    return layers
+
+
+def _run(layers, x):
+    active = None
+    for layer in layers:
+        x = layer(x, input_active=active)
+        active = layer.last_active
+    return x
+
+
+@pytest.mark.parametrize("depth", [1, 2])
+@pytest.mark.parametrize("b_th", [0.05, 0.2, math.inf])
+@pytest.mark.parametrize("gradient", ["detached", "exact"])
+def test_sparse_equals_dense_bptt(depth, b_th, gradient):
+    torch.manual_seed(depth)
+    sizes = [12, 16, 10][: depth + 1]
+    B, T = 3, 40
+    x = (torch.rand(B, T, sizes[0], dtype=D) < 0.3).to(D)
+    ws = _weights(sizes, seed=depth, scale=3.0)
+    G = torch.randn(B, T, sizes[-1], dtype=D)
+    alpha = math.exp(-1 / 10.0)
+
+    # reference: PyTorch loop, autograd
+    wr = [w.clone().requires_grad_() for w in ws]
+    xr = x.clone().requires_grad_()
+    y = xr
+    for w in wr:
+        y = ref_layer(y, w, alpha, b_th, exact=gradient == "exact")
+    (y * G).sum().backward()
+    assert all(w.grad.abs().sum() > 0 for w in wr), "the case must exercise nonzero gradients"
+
+    for backend in ("sparse", "dense"):
+        layers = _net(sizes, ws, b_th, backend, gradient)
+        xs = x.clone().requires_grad_()
+        out = _run(layers, xs)
+        assert torch.equal(out, y.detach()), "forward spikes must equal the reference bit for bit"
+        (out * G).sum().backward()
+        for layer, w in zip(layers, wr):
+            torch.testing.assert_close(layer.weight.grad, w.grad, rtol=1e-10, atol=1e-12)
+        # the first layer has no input_active: dense input gradient, equal everywhere
+        torch.testing.assert_close(xs.grad, xr.grad, rtol=1e-10, atol=1e-12)
+    assert 0 < layers[-1].last_active.fraction <= 1
+    if b_th == math.inf:
+        assert layers[-1].last_active.fraction == 1.0
+
+
+def test_active_set_strict_boundary_and_count():
+    v = torch.tensor([[[1.2, 0.8, 1.0, 1.19999], [0.0, 1.0 + 0.2, 0.81, 5.0]]], dtype=D)
+    counts = (S.active_mask(v, 1.0, 0.2)).permute(0, 2, 1).sum(2).reshape(-1)
+    a = ops.collect_active(v, counts, 1.0, 0.2, BETA)
+    torch.testing.assert_close(a.mask(), (v - 1).abs() < 0.2)
+    m = a.mask()
+    torch.testing.assert_close(a.fvals[: a.count].sort().values,
+                               S.truncated_surrogate(v, 1.0, BETA, 0.2)[m].sort().values)
+
+
+def test_memoised_delta_equals_naive_sum():
+    torch.manual_seed(0)
+    B, T, N = 2, 60, 7
+    alpha = 0.9
+    v = 1 + 0.4 * torch.randn(B, T, N, dtype=D)
+    mask = (v - 1).abs() < 0.2
+    f = S.truncated_surrogate(v, 1.0, BETA, 0.2)
+    act = ops.active_set_from_mask(mask, f)
+    g = torch.randn(B, T, N, dtype=D)
+    out = ops.sparse_backward(act, g, alpha, 1.0, False, True, None, None, input_mode=1)
+    e = g * f  # zero off the active set
+    naive = torch.zeros_like(e)
+    for t in range(T):  # O(T^2): delta[t] = sum_{k>t} alpha^{k-t-1} e[k]
+        for k in range(t + 1, T):
+            naive[:, t] += alpha ** (k - t - 1) * e[:, k]
+    torch.testing.assert_close(out["delta"], naive, rtol=1e-11, atol=1e-13)
+    # the Prop. 1 walk restricted to needed times (input_mode 2) gives the same delta there
+    N_in = 5
+    w = torch.randn(N, N_in, dtype=D)
+    in_mask = torch.rand(B, T, N_in) < 0.1
+    out2 = ops.sparse_backward(act, g, alpha, 1.0, False, True, None, w, 2, ops.active_set_from_mask(in_mask))
+    torch.testing.assert_close(out2["grad_x"], torch.where(in_mask, naive @ w, torch.zeros(())), rtol=1e-11, atol=1e-13)
+
+
+def test_nothing_active_zero_gradient():
+    layers = _net([6, 5, 4], [torch.zeros(5, 6, dtype=D), torch.zeros(4, 5, dtype=D)], 0.2)
+    x = torch.ones(2, 10, 6, dtype=D, requires_grad=True)
+    out = _run(layers, x)
+    assert layers[0].last_active.count == 0 and out.sum() == 0
+    out.sum().backward()
+    for layer in layers:
+        assert torch.equal(layer.weight.grad, torch.zeros_like(layer.weight))
+    assert torch.equal(x.grad, torch.zeros_like(x))
+
+
+def test_float32_runs_and_matches_dense():
+    torch.manual_seed(1)
+    x = (torch.rand(2, 30, 8) < 0.3).float()
+    ws = [w.float() for w in _weights([8, 9, 6], 3, 3.0)]
+    grads = {}
+    for backend in ("sparse", "dense"):
+        layers = [S.SparseLinearLIF(a, b, b_th=0.2, backend=backend) for a, b in [(8, 9), (9, 6)]]
+        for layer, w in zip(layers, ws):
+            with torch.no_grad():
+                layer.weight.copy_(w)
+        _run(layers, x).sum().backward()
+        grads[backend] = [layer.weight.grad for layer in layers]
+    for a, b in zip(grads["sparse"], grads["dense"]):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_regularizer_gradients_equal_autograd():
+    torch.manual_seed(0)
+    s = (torch.rand(4, 20, 6, dtype=D) < 0.2).to(D)
+    s[0] = 0  # silent sample: lower regulariser active
+    s[1] = 1  # busy sample: upper regulariser active
+    params = (0.06, 1.0, 100.0, 1e-3)
+    sr = s.clone().requires_grad_()
+    (losses.upper_activity_regularizer(sr, params[0], params[1])
+     + losses.lower_activity_regularizer(sr, params[2], params[3])).backward()
+    torch.testing.assert_close(S.activity_regularizer_grad(s, *params), sr.grad, rtol=1e-12, atol=1e-15)
+    sr2 = s.clone().requires_grad_()
+    losses.ActivityRegularizer(0.06, 10.0, 100.0, 2.0)(sr2).backward()
+    torch.testing.assert_close(S.activity_regularizer_grad(s, 0.06, 10.0, 100.0, 2.0), sr2.grad)
+
+
+def test_snn_trains_one_step_and_injects_regularizer():
+    torch.manual_seed(0)
+    net = S.SparseSNN(10, 3, hidden=(12, 12), b_th=0.2, upper_strength=0.0, lower_strength=0.0)
+    x = (torch.rand(4, 30, 10) < 0.3).float()
+    out = net(x)
+    assert out.shape == (4, 30, 3) and len(net.last_activity) == 2
+    out.sum().backward()
+    g0 = [p.grad.clone() for p in net.parameters()]
+    net.zero_grad()
+    net.strengths = (0.06, 1.0, 100.0, 1e-3)
+    net(x).sum().backward()
+    assert net.last_regularization is not None and net.last_regularization > 0
+    assert any(not torch.equal(a, p.grad) for a, p in zip(g0, net.parameters()))
+
+
+def test_bad_input_names_argument():
+    with pytest.raises(ValueError, match="b_th"):
+        S.SparseLinearLIF(3, 4, b_th=-1.0)
+    with pytest.raises(ValueError, match="backend"):
+        S.SparseLinearLIF(3, 4, backend="slayer")
+    with pytest.raises(ValueError, match="gradient"):
+        S.SparseLinearLIF(3, 4, gradient="bptt")
+    with pytest.raises(ValueError, match="in_features"):
+        S.SparseLinearLIF(0, 4)
+    with pytest.raises(TypeError, match="out_features"):
+        S.SparseLinearLIF(3, 4.5)
+    with pytest.raises(ValueError, match="tau_mem"):
+        S.SparseLinearLIF(3, 4, tau_mem=0.0)
+    with pytest.raises(ValueError, match="init"):
+        S.SparseLinearLIF(3, 4, init="xavier")
+    layer = S.SparseLinearLIF(3, 4)
+    with pytest.raises(ValueError, match="x"):
+        layer(torch.zeros(2, 3))
+    with pytest.raises(ValueError, match="x must have 3 features"):
+        layer(torch.zeros(2, 5, 4))
+    with pytest.raises(TypeError, match="x"):
+        layer(torch.zeros(2, 5, 3, dtype=torch.int64))
+    with pytest.raises(TypeError, match="input_active"):
+        layer(torch.zeros(2, 5, 3), input_active="all")
+    with pytest.raises(ValueError, match="hidden"):
+        S.SparseSNN(3, 2, hidden=())
+    with pytest.raises(ValueError, match="lower_strength"):
+        S.SparseSNN(3, 2, lower_strength=-1.0)
+    with pytest.raises(ValueError, match="b_th"):
+        S.truncated_surrogate(torch.zeros(3), b_th=0.0)
+
+
+def test_missing_library_raises_clear_error(monkeypatch):
+    from exodus_lightning import _native
+
+    monkeypatch.setattr(ops, "_lib", None)
+    monkeypatch.setattr(_native, "find_library", lambda name: None)
+    with pytest.raises(_native.NativeLibraryError, match="exodus_sparse"):
+        ops.library()
