@@ -1,0 +1,68 @@
+// Plain C ABI of the event-driven backpropagation library (libexodus_event; Zhu et al. 2022,
+// "Training spiking neural networks with event-driven backpropagation", suppl. S14-S21).
+// Raw pointers, sizes and a dtype tag; no torch or Python types. Every entry point returns 0 on
+// success or a non-zero error code, with the message available from exodus_event_last_error().
+// Layout: tensors are (B, T, N) contiguous (batch-first, neurons contiguous); CPU only.
+#pragma once
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#define EXODUS_EVENT_API __declspec(dllexport)
+#else
+#define EXODUS_EVENT_API __attribute__((visibility("default")))
+#endif
+
+#define EXODUS_EVENT_ABI_VERSION 1
+
+enum { EXODUS_EVENT_OK = 0, EXODUS_EVENT_ERR_ARGUMENT = 1, EXODUS_EVENT_ERR_DTYPE = 2 };
+
+/* dtype tags (the same as libexodus_native): 0 float32, 1 float64. */
+
+/* SRM forward (S14-S16) as a two-trace recurrence per neuron, plus the gradient trace:
+ *   m[t] = a_m (m[t-1] + I[t]),  q[t] = a_s (q[t-1] + I[t]),  g[t] = a_g (g[t-1] + I[t])
+ *   u[t] = kappa (m[t] - q[t]) = sum_{t_last < t' <= t} eps(t - t') I[t'],  kappa = tau_m / (tau_m - tau_s)
+ *   s[t] = u[t] >= theta;  du[t] = u[t] - u_post[t-1];  dug[t] = g[t];  on a spike m, q, g <- 0
+ * with a_x = exp(-1/tau_x) (paper S16) or 1 - 1/tau_x (official code), chosen by the caller. */
+typedef struct exodus_event_srm_forward_args {
+    int64_t B, T, N;
+    int32_t dtype;
+    const void* current;   /* (B, T, N) weighted input I */
+    double decay_m, decay_s, decay_g, kappa, theta;
+    void* spikes;          /* (B, T, N) out: 0 / 1 */
+    void* du;              /* (B, T, N) out: discrete du/dt = u[t] - u_post[t-1] */
+    void* dug;             /* (B, T, N) out: gradient trace g[t] before reset (= g(t_k) of S20 at spikes) */
+    void* u;               /* (B, T, N) out or NULL: membrane before reset */
+} exodus_event_srm_forward_args;
+
+/* Reverse scan per neuron (S11, S20, S21). For every output spike t_k (previous spike t_{k-1},
+ * or -1) and every t in (t_{k-1}, t_k], with G = dL/ds[t_k] and d = t_k - t:
+ *   e_w[t]  = G * (-dtdu) * eps(d),   dtdu = -1 / du[t_k], clipped to [-max_dudt_inv, 0] if max_dudt_inv > 0
+ *   e_in[t] = G * h(d) / g(t_k)       (0 when g(t_k) <= 0: no finite spike-time derivative)
+ * eps(d) = kappa (a_m^{d+1} - a_s^{d+1}),  h(d) = a_g^{d+1}; steps after the last spike get 0.
+ * The caller forms dL/dW = sum_t e_w[t]^T s_in[t] and dL/ds_in[t] = (W^T e_in[t]) * s_in[t]. */
+typedef struct exodus_event_srm_backward_args {
+    int64_t B, T, N;
+    int32_t dtype;
+    const void* grad_spikes;  /* (B, T, N) dL/ds_out */
+    const void* spikes;       /* (B, T, N) */
+    const void* du;           /* (B, T, N) */
+    const void* dug;          /* (B, T, N) */
+    double decay_m, decay_s, decay_g, kappa;
+    double max_dudt_inv;      /* <= 0: no clipping */
+    void* e_w;                /* (B, T, N) out */
+    void* e_in;               /* (B, T, N) out */
+} exodus_event_srm_backward_args;
+
+EXODUS_EVENT_API int32_t exodus_event_abi_version(void);
+EXODUS_EVENT_API const char* exodus_event_last_error(void);
+EXODUS_EVENT_API int32_t exodus_event_srm_forward(const exodus_event_srm_forward_args* a);
+EXODUS_EVENT_API int32_t exodus_event_srm_backward(const exodus_event_srm_backward_args* a);
+
+#ifdef __cplusplus
+}
+#endif
