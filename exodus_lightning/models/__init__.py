@@ -2,6 +2,7 @@
 
 from exodus_lightning.models.activity import SpikeRecorder, spiking_layers
 from exodus_lightning.models.classifier import SpikingClassifier
+from exodus_lightning.models.online import OnlineSpikingClassifier
 from exodus_lightning.models.regressor import SpikeTrainRegressor
 
-__all__ = ["SpikingClassifier", "SpikeTrainRegressor", "SpikeRecorder", "spiking_layers"]
+__all__ = ["SpikingClassifier", "OnlineSpikingClassifier", "SpikeTrainRegressor", "SpikeRecorder", "spiking_layers"]
