@@ -86,7 +86,10 @@ def default_logger_config(project: str = "exodus-lightning", save_dir: Optional[
     save_dir = save_dir if save_dir is not None else os.environ.get("WANDB_DIR", ".")
     return {
         "class_path": "lightning.pytorch.loggers.WandbLogger",
-        "init_args": {"project": project, "save_dir": save_dir, "offline": mode == "offline"},
+        # Online runs upload the checkpoints as artifacts when training ends; offline runs keep them
+        # on disk only (artifacts cannot be written offline).
+        "init_args": {"project": project, "save_dir": save_dir, "offline": mode == "offline",
+                      "log_model": mode == "online"},
     }
 
 

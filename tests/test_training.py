@@ -240,3 +240,18 @@ def test_test_and_predict_subcommands_use_the_checkpoint(fitted):
     out = _cli(["predict", "-c", "tiny.yaml", "--ckpt_path", ckpt, "--trainer.logger=false",
                 "--trainer.callbacks=[]", "--return_predictions=false"], cwd)
     assert out.returncode == 0, out.stderr[-2000:]
+
+
+def test_default_logger_is_offline_wandb_and_online_with_a_key(monkeypatch):
+    from exodus_lightning.lightning_cli import default_logger_config
+
+    for k in [k for k in os.environ if k.startswith("WANDB_")]:
+        monkeypatch.delenv(k)
+    cfg = default_logger_config()
+    assert cfg["class_path"] == "lightning.pytorch.loggers.WandbLogger"
+    assert cfg["init_args"]["offline"] is True and cfg["init_args"]["log_model"] is False
+    monkeypatch.setenv("WANDB_API_KEY", "k" * 40)
+    monkeypatch.setenv("WANDB_DIR", "/runs/42")
+    cfg = default_logger_config()
+    assert cfg["init_args"]["offline"] is False and cfg["init_args"]["log_model"] is True
+    assert cfg["init_args"]["save_dir"] == "/runs/42"
