@@ -62,27 +62,31 @@ def test_wheel_works_in_a_fresh_venv_without_a_compiler(wheel, tmp_path):
     # after the new venv's own site-packages, so the freshly installed wheel is what gets imported.
     site = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                           capture_output=True, text=True, check=True).stdout.strip()
-    Path(site, "outer_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    # Install first: with the outer folder already on the path pip would find the outer
+    # exodus-lightning and skip the install as "already satisfied".
     subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", str(wheel)], check=True, timeout=600)
+    Path(site, "outer_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     bare_bin = tmp_path / "bin"
     bare_bin.mkdir()
     env = {"PATH": f"{venv / 'bin'}:{bare_bin}", "HOME": str(tmp_path), "CC": "false", "CXX": "false"}
     script = textwrap.dedent("""
-        import shutil, torch, exodus_lightning
+        import shutil, sys, torch, exodus_lightning
         from exodus_lightning.functional import lif
         assert shutil.which("gcc") is None and shutil.which("nvcc") is None
-        assert "site-packages" in exodus_lightning.__file__ and "/venv/" in exodus_lightning.__file__
+        assert exodus_lightning.__file__.startswith(sys.prefix), exodus_lightning.__file__
         x = torch.rand(2, 20, 5, requires_grad=True)
         s = lif(x, 5.0)
         (g,) = torch.autograd.grad(s.sum(), x)
         assert s.shape == x.shape and g.abs().sum() > 0
         print("ok", exodus_lightning.__version__)
     """)
-    run = subprocess.run([str(py), "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    # cwd outside the source tree: `python -c` puts the cwd first on sys.path
+    run = subprocess.run([str(py), "-c", script], capture_output=True, text=True, env=env, timeout=300,
+                         cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.startswith("ok ")
     info = subprocess.run([str(venv / "bin" / "exodus-lightning"), "info"], capture_output=True, text=True, env=env,
-                          timeout=300)
+                          timeout=300, cwd=tmp_path)
     assert info.returncode == 0, info.stderr[-2000:]
     assert f"libexodus_native_cuda.so: loaded from {site}" in info.stdout, info.stdout
 
