@@ -22,7 +22,11 @@ LIBRARIES = (
     (_native.CUDA_LIBRARY, "CUDA kernels", False),
     (_native.EMULATION_LIBRARY, "CUDA driver code compiled for the host (tests)", False),
     ("exodus_sparse", "sparse spiking gradient descent kernels", False),
+    ("exodus_sparse_cuda", "sparse spiking gradient descent CUDA kernels", False),
+    ("exodus_sparse_emulation", "sparse spiking gradient descent CUDA driver code compiled for the host (tests)", False),
     ("exodus_event", "event-driven backpropagation kernels", False),
+    ("exodus_event_cuda", "event-driven backpropagation CUDA kernels", False),
+    ("exodus_event_emulation", "event-driven backpropagation CUDA driver code compiled for the host (tests)", False),
 )
 
 
@@ -75,7 +79,8 @@ def library_report(name: str, purpose: str, required: bool) -> list[str]:
         return [f"{label}: BROKEN at {path}: {e}. Fix: reinstall exodus-lightning (pip install --force-reinstall "
                 "exodus-lightning)"]
     lines = [f"{label}: loaded from {path} ({purpose})"]
-    prefix = "exodus_cuda_" if name == _native.CUDA_LIBRARY else "exodus_"
+    # The algorithm CUDA libraries (exodus_<algo>_cuda) export exodus_<algo>_cuda_build_info.
+    prefix = "exodus_cuda_" if name == _native.CUDA_LIBRARY else (name + "_" if name.endswith("_cuda") else "exodus_")
     abi = _call_int(dll, prefix + "abi_version")
     if abi is not None and name in (_native.CPU_LIBRARY, _native.CUDA_LIBRARY) and abi != _native.ABI_VERSION:
         lines.append(f"  ABI version {abi}, the Python package expects {_native.ABI_VERSION}: the package and the "

@@ -142,6 +142,59 @@ def test_memoised_delta_equals_naive_sum():
     torch.testing.assert_close(out2["grad_x"], torch.where(in_mask, naive @ w, torch.zeros(())), rtol=1e-11, atol=1e-13)
 
 
+@pytest.mark.parametrize("needed", ["few", "many"])
+@pytest.mark.parametrize("exact", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_sparse_input_gradient_both_delta_paths_equal_naive(needed, exact, dtype):
+    """The input gradient computes delta at the needed times by the Prop. 1 walk when few times are
+    needed and by the SIMD dense scan when many are: both equal the naive O(T^2) sum, the weight
+    gradient equals the trace formula, and grad_x is zero everywhere else — including a sample with
+    no active input at all — even when the output memory held garbage."""
+    g = torch.Generator().manual_seed(5 if needed == "few" else 6)
+    B, T, N, N_in, alpha, rs = 4, 64, 70, 45, 0.85, 0.7  # N > one scan block (64): exercises the tail
+    v = 1 + 0.4 * torch.randn(B, T, N, generator=g, dtype=D)
+    mask = (v - 1).abs() < 0.2
+    f = S.truncated_surrogate(v, 1.0, BETA, 0.2)
+    act = ops.active_set_from_mask(mask, f, dtype)
+    gs = torch.randn(B, T, N, generator=g, dtype=D)
+    w = torch.randn(N, N_in, generator=g, dtype=D)
+    if needed == "few":  # 2 of 64 times per sample: the walk (K * 8 < T)
+        in_mask = torch.zeros(B, T, N_in, dtype=torch.bool)
+        in_mask[:, 10] = torch.rand(B, N_in, generator=g) < 0.3
+        in_mask[:, 50] = torch.rand(B, N_in, generator=g) < 0.3
+    else:  # nearly every time: the scan
+        in_mask = torch.rand(B, T, N_in, generator=g) < 0.2
+    in_mask[2] = False  # a sample with nothing active
+    x = (torch.rand(B, T, N_in, generator=g) < 0.2).to(D)
+
+    # float64 reference: e (or e-hat) by the exact recursion, delta[t] = g_v[t + 1] (delay)
+    gv = torch.zeros(B, N, dtype=D)
+    delta = torch.zeros(B, T, N, dtype=D)
+    ehat = torch.zeros(B, T, N, dtype=D)
+    for t in range(T - 1, -1, -1):
+        delta[:, t] = gv
+        e = gs[:, t] * f[:, t] - (rs * f[:, t] * gv if exact else 0)
+        ehat[:, t] = e
+        gv = e + alpha * gv
+    trace = torch.zeros(B, T, N_in, dtype=D)
+    acc = torch.zeros(B, N_in, dtype=D)
+    for t in range(T):
+        acc = alpha * acc + (x[:, t - 1] if t > 0 else 0)
+        trace[:, t] = acc
+    ref_gx = torch.where(in_mask, delta @ w, torch.zeros((), dtype=D))
+    ref_gw = torch.einsum("btj,bti->ji", ehat, trace)
+
+    garbage = torch.full((B, T, N_in), float("nan"), dtype=dtype)
+    del garbage  # the allocator tends to hand this memory to grad_x next
+    out = ops.sparse_backward(act, gs.to(dtype), alpha, rs, exact, True, trace.to(dtype), w.to(dtype), 2,
+                              ops.active_set_from_mask(in_mask, None, dtype))
+    tol = dict(rtol=1e-11, atol=1e-12) if dtype == torch.float64 else dict(rtol=2e-5, atol=2e-5)
+    torch.testing.assert_close(out["grad_x"].double(), ref_gx, **tol)
+    torch.testing.assert_close(out["grad_w"].double(), ref_gw, **tol)
+    assert torch.equal(out["grad_x"][~in_mask], torch.zeros_like(out["grad_x"][~in_mask]))
+    assert ref_gx.abs().sum() > 0 and int(in_mask.sum()) > 0
+
+
 def test_nothing_active_zero_gradient():
     layers = _net([6, 5, 4], [torch.zeros(5, 6, dtype=D), torch.zeros(4, 5, dtype=D)], 0.2)
     x = torch.ones(2, 10, 6, dtype=D, requires_grad=True)

@@ -1,5 +1,5 @@
 """Sparse spiking gradient descent (S3GD; Perez-Nieves & Goodman, NeurIPS 2021): the backward pass
-computed only on the *active set* of a truncated surrogate gradient, with native CPU kernels
+computed only on the *active set* of a truncated surrogate gradient, with native CPU and CUDA kernels
 (:mod:`exodus_lightning.ops.sparse`).
 
 Neuron semantics of the paper (suppl. E.2 eq. 17-19), as options of :class:`SparseLinearLIF`:
@@ -38,8 +38,10 @@ Backward (``backend="sparse"``), with ``e[t] = dL/dS[t] g(V[t])`` on ``A`` only:
 formulas hold with ``e_hat`` — the active-set structure is unchanged.
 
 ``backend="dense"`` runs the dense native reverse scan with the same truncated surrogate and
-two ``torch.matmul`` for dW and dx (the benchmark's baseline).  Both backends are deterministic
-(no atomics).  CPU only: there are no CUDA kernels yet (CUDA tensors raise NotImplementedError).
+two ``torch.matmul`` for dW and dx (the benchmark's baseline).  Both backends run on CPU and CUDA
+tensors (float32, float64; the layer, its input and its active sets on one device) and their native
+kernels are deterministic on both devices (no atomics: each output element is summed by one thread in
+a fixed order); the dense backend's ``torch.matmul`` follows PyTorch's own determinism settings.
 """
 
 from __future__ import annotations
@@ -248,11 +250,16 @@ class SparseLinearLIF(nn.Module):
         ops.check_tensor(x, "x")
         if x.shape[2] != self.in_features:
             raise ValueError(f"x must have {self.in_features} features (last dimension), got shape {tuple(x.shape)}")
+        if self.weight.device != x.device:
+            raise ValueError(f"x is on {x.device} but the layer's weight is on {self.weight.device}: move the "
+                             "layer (layer.to(device)) or the input to one device")
         if input_active is not None:
             if not isinstance(input_active, ops.ActiveSet):
                 raise TypeError(f"input_active must be an ActiveSet or None, got {type(input_active).__name__}")
             if input_active.shape != tuple(x.shape):
                 raise ValueError(f"input_active has shape {input_active.shape}, x has {tuple(x.shape)}")
+            if input_active.device != x.device:
+                raise ValueError(f"input_active is on {input_active.device}, x is on {x.device}")
             if input_active.fvals.dtype != x.dtype:
                 input_active = None  # dtypes differ: fall back to the dense input gradient (still exact)
         holder: dict = {}

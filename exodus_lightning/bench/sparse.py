@@ -78,8 +78,11 @@ def run(B: int, T: int, hidden: tuple[int, ...], activity: tuple[float, ...], re
     for N in hidden:
         for rho in activity:
             c = make_case(B, T, N, rho)
-            out = sparse_step(c)   # warm-up (library load, OpenMP pool, allocator)
-            d = dense_step(c)
+            # Warm-up, round-robin like the timed runs: library load, OpenMP pool, and the
+            # allocator's adaptive thresholds (the first large allocations fault their pages in).
+            for _ in range(2):
+                out = sparse_step(c)
+                d = dense_step(c)
             ts, td = [], []
             for _ in range(repeats):
                 ts.append(_time(lambda: sparse_step(c)))

@@ -12,7 +12,14 @@ The kernels work on one fused Linear+LIF layer ``h = x W^T`` (``W`` of shape ``(
   input gradient written only at the input layer's active entries (suppl. B, C);
 * :func:`dense_backward` — the dense reverse scan with the same truncated surrogate (baseline).
 
-CPU only (float32 / float64); the sums are deterministic (no atomics: threads own output rows).
+float32 / float64 on CPU and CUDA tensors.  Each device has its library with the same C entry points:
+``libexodus_sparse`` (CPU, OpenMP), ``libexodus_sparse_cuda`` (loaded lazily, the first time a CUDA tensor
+arrives; the kernels run on the caller's current stream of the tensors' own device) and
+``libexodus_sparse_emulation`` (the CUDA drivers compiled for the host; the tests route CPU calls to it
+by replacing :func:`for_device`).  The sums are deterministic on both devices (no atomics: every output
+element is written by one thread in a fixed order).  The CUDA drivers need workspaces the CPU does not
+(a table of ``alpha^n``, the needed times of the input layer per sample and the delta at those times),
+allocated here with the torch allocator on the tensors' device.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from __future__ import annotations
 import ctypes
 import threading
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 from torch import Tensor
@@ -28,7 +35,12 @@ from torch import Tensor
 from exodus_lightning import _native
 
 LIBRARY = "exodus_sparse"
-ABI_VERSION = 1
+CUDA_LIBRARY = "exodus_sparse_cuda"
+EMULATION_LIBRARY = "exodus_sparse_emulation"
+ABI_VERSION = 2
+
+# Exported-name prefix of each library (the same operations and argument structs in all three).
+_PREFIXES = {LIBRARY: "exodus_sparse_", CUDA_LIBRARY: "exodus_sparse_cuda_", EMULATION_LIBRARY: "exodus_sparse_emu_"}
 
 _vp = ctypes.c_void_p
 _i64 = ctypes.c_int64
@@ -37,22 +49,25 @@ _f64 = ctypes.c_double
 _pi64 = ctypes.POINTER(ctypes.c_int64)
 _pi32 = ctypes.POINTER(ctypes.c_int32)
 
+# ABI 2: every struct ends with the device index and the caller's stream (ignored by the CPU library).
+_WHERE = [("device", _i32), ("stream", _vp)]
+
 
 class ForwardArgs(ctypes.Structure):
     _fields_ = [("B", _i64), ("T", _i64), ("N", _i64), ("dtype", _i32), ("h", _vp),
                 ("alpha", _f64), ("theta", _f64), ("reset_scale", _f64), ("b_th", _f64), ("beta_s", _f64),
-                ("delay", _i32), ("strict", _i32), ("spikes", _vp), ("v", _vp), ("counts", _vp)]
+                ("delay", _i32), ("strict", _i32), ("spikes", _vp), ("v", _vp), ("counts", _vp)] + _WHERE
 
 
 class CollectArgs(ctypes.Structure):
     _fields_ = [("B", _i64), ("T", _i64), ("N", _i64), ("dtype", _i32), ("v", _vp),
                 ("theta", _f64), ("b_th", _f64), ("beta_s", _f64), ("offsets", _vp), ("times", _vp),
-                ("fvals", _vp)]
+                ("fvals", _vp)] + _WHERE
 
 
 class TraceArgs(ctypes.Structure):
     _fields_ = [("B", _i64), ("T", _i64), ("N", _i64), ("dtype", _i32), ("x", _vp), ("alpha", _f64),
-                ("delay", _i32), ("trace", _vp)]
+                ("delay", _i32), ("trace", _vp)] + _WHERE
 
 
 class BackwardArgs(ctypes.Structure):
@@ -61,22 +76,29 @@ class BackwardArgs(ctypes.Structure):
                 ("offsets", _vp), ("times", _vp), ("fvals", _vp), ("grad_spikes", _vp), ("e", _vp),
                 ("trace", _vp), ("grad_w", _vp), ("input_mode", _i32), ("delta", _vp), ("w_t", _vp),
                 ("in_offsets", _vp), ("in_times", _vp), ("workspace", _vp), ("n_workspaces", _i64),
-                ("grad_x", _vp)]
+                ("grad_x", _vp)] + _WHERE + [
+                ("powers", _vp), ("need_offsets", _vp), ("need_times", _vp), ("need_index", _vp), ("w", _vp),
+                ("delta_needed", _vp)]
 
 
 class DenseBackwardArgs(ctypes.Structure):
     _fields_ = [("B", _i64), ("T", _i64), ("N", _i64), ("dtype", _i32), ("v", _vp), ("grad_spikes", _vp),
                 ("alpha", _f64), ("theta", _f64), ("reset_scale", _f64), ("b_th", _f64), ("beta_s", _f64),
-                ("exact", _i32), ("delay", _i32), ("delta", _vp)]
+                ("exact", _i32), ("delay", _i32), ("delta", _vp)] + _WHERE
 
 
 _DTYPES = {torch.float32: 0, torch.float64: 1}
 
 
 class SparseLibrary:
-    """The loaded ``libexodus_sparse`` with checked entry points."""
+    """One loaded sparse-SGD library (CPU, CUDA or the CUDA emulation) with checked entry points
+    ``forward``, ``collect``, ``trace``, ``backward`` and ``dense_backward`` taking the argument structs."""
 
-    def __init__(self, path) -> None:
+    def __init__(self, path, name: str = LIBRARY) -> None:
+        self.name, self.path = name, path
+        # The CUDA drivers (and their emulation) take the extra workspaces of BackwardArgs.
+        self.device_drivers = name != LIBRARY
+        self.prefix = prefix = _PREFIXES[name]
         try:
             self.dll = ctypes.CDLL(str(path))
         except OSError as e:
@@ -84,74 +106,149 @@ class SparseLibrary:
                 f"exodus-lightning: the sparse-SGD library {path} exists but cannot be loaded: {e}. "
                 "Rebuild the package (pip install -e . / pip install .)."
             ) from e
-        self.dll.exodus_sparse_last_error.restype = ctypes.c_char_p
-        self.dll.exodus_sparse_abi_version.restype = _i32
-        self.dll.exodus_sparse_max_threads.restype = _i32
-        abi = self.dll.exodus_sparse_abi_version()
+        getattr(self.dll, prefix + "last_error").restype = ctypes.c_char_p
+        getattr(self.dll, prefix + "abi_version").restype = _i32
+        abi = getattr(self.dll, prefix + "abi_version")()
         if abi != ABI_VERSION:
             raise _native.NativeLibraryError(
                 f"exodus-lightning: {path} has sparse ABI version {abi}, expected {ABI_VERSION}; "
                 "the package and its native libraries come from different builds. Reinstall exodus-lightning."
             )
-        for name, struct in [("forward", ForwardArgs), ("collect", CollectArgs), ("trace", TraceArgs),
-                             ("backward", BackwardArgs), ("dense_backward", DenseBackwardArgs)]:
-            fn = getattr(self.dll, "exodus_sparse_" + name)
+        for op, struct in [("forward", ForwardArgs), ("collect", CollectArgs), ("trace", TraceArgs),
+                           ("backward", BackwardArgs), ("dense_backward", DenseBackwardArgs)]:
+            fn = getattr(self.dll, prefix + op)
             fn.restype = _i32
             fn.argtypes = [ctypes.POINTER(struct)]
-            setattr(self, name, self._checked(fn, name))
+            setattr(self, op, self._checked(fn, op))
 
-    def _checked(self, fn, name: str):
+    def _checked(self, fn, op: str) -> Callable:
+        last_error = getattr(self.dll, self.prefix + "last_error")
+
         def call(args) -> None:
             rc = fn(ctypes.byref(args))
             if rc != 0:
-                msg = (self.dll.exodus_sparse_last_error() or b"").decode("utf-8", "replace")
-                raise RuntimeError(f"exodus sparse native error ({name}, code {rc}): {msg}")
+                msg = (last_error() or b"").decode("utf-8", "replace")
+                raise RuntimeError(f"exodus sparse native error ({op}, code {rc}): {msg}")
 
         return call
 
     def max_threads(self) -> int:
-        return int(self.dll.exodus_sparse_max_threads())
+        """OpenMP threads of the CPU library (1 for the others: they need no per-thread workspace)."""
+        fn = getattr(self.dll, self.prefix + "max_threads", None)
+        if fn is None:
+            return 1
+        fn.restype = _i32
+        return int(fn())
+
+    def build_info(self) -> str:
+        """Toolkit and architectures of the CUDA library ("" for the others)."""
+        fn = getattr(self.dll, self.prefix + "build_info", None)
+        if fn is None:
+            return ""
+        fn.restype = ctypes.c_char_p
+        return fn().decode()
 
 
 _lock = threading.Lock()
-_lib: Optional[SparseLibrary] = None
+_lib: Optional[SparseLibrary] = None  # the CPU library
+_device_libs: dict[str, SparseLibrary] = {}
+
+_BUILD_HINT = {
+    LIBRARY: "It is built from native/src/sparse by the package build: reinstall (pip install --force-reinstall "
+             "exodus-lightning) or rebuild from source (pip install .), or point $EXODUS_NATIVE_LIB at the folder "
+             "holding it.",
+    CUDA_LIBRARY: "It is built when nvcc is found at install time: reinstall from source with a CUDA toolkit on PATH "
+                  "(EXODUS_REQUIRE_CUDA=ON pip install . makes a missing toolkit a build error), point "
+                  "$EXODUS_NATIVE_LIB at the folder holding it, or move the tensors to the CPU.",
+    EMULATION_LIBRARY: "It is built with the package (tests only): rebuild from source (pip install .) or point "
+                       "$EXODUS_NATIVE_LIB at the build folder.",
+}
+_PURPOSE = {LIBRARY: "sparse spiking gradient descent", CUDA_LIBRARY: "sparse spiking gradient descent, CUDA kernels",
+            EMULATION_LIBRARY: "sparse spiking gradient descent, CUDA drivers compiled for the host"}
+
+
+def _load(name: str) -> SparseLibrary:
+    path = _native.find_library(name)
+    if path is None:
+        where = ", ".join(str(d) for d in _native.candidate_dirs()) or "(no candidate folders)"
+        raise _native.NativeLibraryError(
+            f"exodus-lightning: native library {_native.library_filename(name)} ({_PURPOSE[name]}) not found "
+            f"(searched: {where}). {_BUILD_HINT[name]}")
+    return SparseLibrary(path, name)
 
 
 def library() -> SparseLibrary:
-    """Load (once) ``libexodus_sparse``; raise :class:`NativeLibraryError` with a clear message if missing."""
+    """Load (once) ``libexodus_sparse`` (CPU); raise :class:`NativeLibraryError` with a clear message if missing."""
     global _lib
     if _lib is None:
         with _lock:
             if _lib is None:
-                path = _native.find_library(LIBRARY)
-                if path is None:
-                    where = ", ".join(str(d) for d in _native.candidate_dirs()) or "(no candidate folders)"
-                    raise _native.NativeLibraryError(
-                        f"exodus-lightning: native library {_native.library_filename(LIBRARY)} (sparse spiking "
-                        f"gradient descent) not found (searched: {where}). It is built from native/src/sparse by "
-                        "the package build: reinstall (pip install --force-reinstall exodus-lightning) or rebuild "
-                        "from source (pip install .), or point $EXODUS_NATIVE_LIB at the folder holding it."
-                    )
-                _lib = SparseLibrary(path)
+                _lib = _load(LIBRARY)
     return _lib
+
+
+def _device_library(name: str) -> SparseLibrary:
+    lib = _device_libs.get(name)
+    if lib is None:
+        with _lock:
+            if name not in _device_libs:
+                _device_libs[name] = _load(name)
+            lib = _device_libs[name]
+    return lib
+
+
+def cuda_library() -> SparseLibrary:
+    """Load (once, lazily: the first CUDA call) ``libexodus_sparse_cuda``; a clear error if it is missing."""
+    return _device_library(CUDA_LIBRARY)
+
+
+def emulation_library() -> SparseLibrary:
+    """Load (once) ``libexodus_sparse_emulation``: the CUDA drivers compiled for the host (tests)."""
+    return _device_library(EMULATION_LIBRARY)
+
+
+def for_device(device_type: str) -> SparseLibrary:
+    """The library serving tensors of ``device_type`` ("cpu" or "cuda").  The tests replace this
+    function to send CPU tensors through :func:`emulation_library`."""
+    if device_type == "cpu":
+        return library()
+    if device_type == "cuda":
+        return cuda_library()
+    raise NotImplementedError(f"the sparse-SGD kernels run on CPU and CUDA tensors, not on {device_type!r}")
 
 
 def _ptr(t: Optional[Tensor]) -> Optional[int]:
     return None if t is None else t.data_ptr()
 
 
+def _launch(t: Tensor) -> tuple[SparseLibrary, int, Optional[int]]:
+    """(library, device index, stream) for a call on ``t``'s device: the caller's current stream of
+    the tensor's own device (multi-GPU safe)."""
+    lib = for_device(t.device.type)
+    if t.device.type != "cuda":
+        return lib, 0, None
+    index = t.device.index if t.device.index is not None else torch.cuda.current_device()
+    return lib, index, torch.cuda.current_stream(index).cuda_stream
+
+
 def check_tensor(t: Tensor, name: str, ndim: int = 3) -> None:
-    """CPU float32/float64 of ``ndim`` dimensions, else TypeError/ValueError naming ``name``."""
+    """A CPU or CUDA float32/float64 tensor of ``ndim`` dimensions, else TypeError/ValueError/
+    NotImplementedError naming ``name``."""
     if not isinstance(t, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
     if t.dtype not in _DTYPES:
         raise TypeError(f"{name} must be float32 or float64 for the sparse kernels, got {t.dtype}")
-    if t.device.type != "cpu":
+    if t.device.type not in ("cpu", "cuda"):
         raise NotImplementedError(
-            f"{name} is on {t.device}: the sparse-SGD kernels are CPU only (no CUDA kernels yet); "
-            "use backend='dense' or move the tensors to the CPU")
+            f"{name} is on {t.device}: the sparse-SGD kernels run on CPU and CUDA tensors only")
     if t.ndim != ndim:
         raise ValueError(f"{name} must have {ndim} dimensions, got shape {tuple(t.shape)}")
+
+
+def check_device(t: Tensor, name: str, device: torch.device) -> None:
+    """ValueError naming ``name`` unless ``t`` is on ``device`` (the kernels take raw pointers)."""
+    if t.device != device:
+        raise ValueError(f"{name} is on {t.device}, expected {device} like the other tensors of the call")
 
 
 @dataclass
@@ -159,8 +256,8 @@ class ActiveSet:
     """Active entries ``|V - V_th| < B_th`` of a ``(B, T, N)`` layer, as a CSR over (b, j).
 
     ``offsets[b * N + j] : offsets[b * N + j + 1]`` index ``times`` (int32, ascending) and
-    ``fvals`` (the truncated surrogate there).  Memory: 8 (B N + 1) + (4 + dtype size) |A| bytes
-    instead of the dense membrane's B T N dtype size."""
+    ``fvals`` (the truncated surrogate there).  The three tensors live on the layer's device.
+    Memory: 8 (B N + 1) + (4 + dtype size) |A| bytes instead of the dense membrane's B T N dtype size."""
 
     offsets: Tensor
     times: Tensor
@@ -168,7 +265,12 @@ class ActiveSet:
     shape: tuple[int, int, int]
 
     @property
+    def device(self) -> torch.device:
+        return self.offsets.device
+
+    @property
     def count(self) -> int:
+        """Number of active entries (synchronises with a CUDA device)."""
         return int(self.offsets[-1])
 
     @property
@@ -181,11 +283,12 @@ class ActiveSet:
         return sum(t.numel() * t.element_size() for t in (self.offsets, self.times, self.fvals))
 
     def mask(self) -> Tensor:
-        """Dense ``(B, T, N)`` bool mask (tests and plots)."""
+        """Dense ``(B, T, N)`` bool mask on the set's device (tests and plots)."""
         B, T, N = self.shape
         K = self.count
-        bj = torch.repeat_interleave(torch.arange(B * N), self.offsets[1:] - self.offsets[:-1])
-        m = torch.zeros(B, T, N, dtype=torch.bool)
+        dev = self.device
+        bj = torch.repeat_interleave(torch.arange(B * N, device=dev), self.offsets[1:] - self.offsets[:-1])
+        m = torch.zeros(B, T, N, dtype=torch.bool, device=dev)
         if K:
             m[bj // N, self.times[:K].long(), bj % N] = True
         return m
@@ -198,43 +301,49 @@ def lif_forward(h: Tensor, alpha: float, theta: float, reset_scale: float, b_th:
     h = h.contiguous()
     B, T, N = h.shape
     spikes, v = torch.empty_like(h), torch.empty_like(h)
-    counts = torch.zeros(B * N, dtype=torch.int64)
-    library().forward(ForwardArgs(B=B, T=T, N=N, dtype=_DTYPES[h.dtype], h=_ptr(h), alpha=alpha, theta=theta,
-                                  reset_scale=reset_scale, b_th=b_th, beta_s=beta_s, delay=int(delay),
-                                  strict=int(strict), spikes=_ptr(spikes), v=_ptr(v), counts=_ptr(counts)))
+    counts = torch.zeros(B * N, dtype=torch.int64, device=h.device)
+    lib, device, stream = _launch(h)
+    lib.forward(ForwardArgs(B=B, T=T, N=N, dtype=_DTYPES[h.dtype], h=_ptr(h), alpha=alpha, theta=theta,
+                            reset_scale=reset_scale, b_th=b_th, beta_s=beta_s, delay=int(delay),
+                            strict=int(strict), spikes=_ptr(spikes), v=_ptr(v), counts=_ptr(counts),
+                            device=device, stream=stream))
     return spikes, v, counts
 
 
 def collect_active(v: Tensor, counts: Tensor, theta: float, b_th: float, beta_s: float) -> ActiveSet:
-    """The active set of membrane ``v`` as a CSR (``counts`` from :func:`lif_forward`)."""
+    """The active set of membrane ``v`` as a CSR (``counts`` from :func:`lif_forward`), on ``v``'s device."""
     check_tensor(v, "v")
+    check_device(counts, "counts", v.device)
     v = v.contiguous()
     B, T, N = v.shape
-    offsets = torch.zeros(B * N + 1, dtype=torch.int64)
+    offsets = torch.zeros(B * N + 1, dtype=torch.int64, device=v.device)
     torch.cumsum(counts, 0, out=offsets[1:])
     K = int(offsets[-1])
     # At least one element: a valid pointer even when nothing is active.
-    times = torch.empty(max(K, 1), dtype=torch.int32)
-    fvals = torch.empty(max(K, 1), dtype=v.dtype)
-    library().collect(CollectArgs(B=B, T=T, N=N, dtype=_DTYPES[v.dtype], v=_ptr(v), theta=theta, b_th=b_th,
-                                  beta_s=beta_s, offsets=_ptr(offsets), times=_ptr(times), fvals=_ptr(fvals)))
+    times = torch.empty(max(K, 1), dtype=torch.int32, device=v.device)
+    fvals = torch.empty(max(K, 1), dtype=v.dtype, device=v.device)
+    lib, device, stream = _launch(v)
+    lib.collect(CollectArgs(B=B, T=T, N=N, dtype=_DTYPES[v.dtype], v=_ptr(v), theta=theta, b_th=b_th,
+                            beta_s=beta_s, offsets=_ptr(offsets), times=_ptr(times), fvals=_ptr(fvals),
+                            device=device, stream=stream))
     return ActiveSet(offsets, times, fvals, (B, T, N))
 
 
 def active_set_from_mask(mask: Tensor, fvals: Optional[Tensor] = None, dtype: torch.dtype = torch.float64) -> ActiveSet:
     """An :class:`ActiveSet` from a dense ``(B, T, N)`` bool mask (``fvals``: dense ``(B, T, N)``
-    surrogate values, or ones).  Bookkeeping in PyTorch, for tests and the benchmark."""
+    surrogate values, or ones), on the mask's device.  Bookkeeping in PyTorch, for tests and the benchmark."""
     if mask.ndim != 3:
         raise ValueError(f"mask must be (B, T, N), got shape {tuple(mask.shape)}")
     B, T, N = mask.shape
+    dev = mask.device
     idx = mask.permute(0, 2, 1).nonzero()  # sorted by (b, j, t)
     counts = torch.bincount(idx[:, 0] * N + idx[:, 1], minlength=B * N)
-    offsets = torch.zeros(B * N + 1, dtype=torch.int64)
+    offsets = torch.zeros(B * N + 1, dtype=torch.int64, device=dev)
     torch.cumsum(counts, 0, out=offsets[1:])
     K = idx.shape[0]
-    times = torch.zeros(max(K, 1), dtype=torch.int32)
+    times = torch.zeros(max(K, 1), dtype=torch.int32, device=dev)
     times[:K] = idx[:, 2].to(torch.int32)
-    fv = torch.ones(max(K, 1), dtype=dtype)
+    fv = torch.ones(max(K, 1), dtype=dtype, device=dev)
     if fvals is not None:
         fv[:K] = fvals[idx[:, 0], idx[:, 2], idx[:, 1]].to(dtype)
     return ActiveSet(offsets, times, fv, (B, T, N))
@@ -246,26 +355,57 @@ def input_trace(x: Tensor, alpha: float, delay: bool) -> Tensor:
     x = x.contiguous()
     B, T, N = x.shape
     tr = torch.empty_like(x)
-    library().trace(TraceArgs(B=B, T=T, N=N, dtype=_DTYPES[x.dtype], x=_ptr(x), alpha=alpha, delay=int(delay),
-                              trace=_ptr(tr)))
+    lib, device, stream = _launch(x)
+    lib.trace(TraceArgs(B=B, T=T, N=N, dtype=_DTYPES[x.dtype], x=_ptr(x), alpha=alpha, delay=int(delay),
+                        trace=_ptr(tr), device=device, stream=stream))
     return tr
+
+
+def needed_times(input_active: ActiveSet) -> tuple[Tensor, Tensor, Tensor]:
+    """The times at which each sample needs delta for the sparse input gradient: those at which any
+    input neuron of sample b is active.  Returns ``(need_offsets (B + 1,) int64, need_times int32
+    (ascending per sample, at least one element), need_index (B * T,) int32)`` with ``need_index[b * T + t]``
+    the position of t in sample b's list or -1.  Torch ops on the set's device (the CUDA drivers'
+    bookkeeping; the CPU library builds the same lists per thread)."""
+    B, T, N_in = input_active.shape
+    dev = input_active.device
+    K = input_active.count
+    mark = torch.zeros(B, T, dtype=torch.bool, device=dev)
+    if K and N_in:
+        # The CSR is ordered by (b, i): sample b's entries are one contiguous run.
+        bounds = input_active.offsets[::N_in]
+        sample = torch.repeat_interleave(torch.arange(B, device=dev), bounds[1:] - bounds[:-1], output_size=K)
+        mark[sample, input_active.times[:K].long()] = True  # duplicates all store True: deterministic
+    pos = torch.cumsum(mark, 1, dtype=torch.int32) - 1
+    need_index = torch.where(mark, pos, torch.full_like(pos, -1)).reshape(-1).contiguous()
+    need_offsets = torch.zeros(B + 1, dtype=torch.int64, device=dev)
+    torch.cumsum(mark.sum(1), 0, out=need_offsets[1:])
+    times = mark.nonzero()[:, 1].to(torch.int32)  # row-major: by sample, then ascending t
+    if times.numel() == 0:
+        times = torch.zeros(1, dtype=torch.int32, device=dev)
+    return need_offsets, times.contiguous(), need_index
 
 
 def sparse_backward(active: ActiveSet, grad_spikes: Tensor, alpha: float, reset_scale: float, exact: bool,
                     delay: bool, trace: Optional[Tensor], weight: Optional[Tensor], input_mode: int,
                     input_active: Optional[ActiveSet] = None) -> dict[str, Tensor]:
-    """Active-set backward of one fused Linear+LIF layer.
+    """Active-set backward of one fused Linear+LIF layer, on the device of ``grad_spikes``.
 
     Returns a dict with ``e`` (the error at the active entries; e-hat for ``exact``), ``grad_w``
     (when ``trace`` is given), and for ``input_mode`` 1 ``delta`` (dense dL/dh, ``(B, T, N_out)``)
     or for ``input_mode`` 2 ``grad_x`` (dL/dx written only at ``input_active``'s entries, zero
     elsewhere — exact for the upstream gradient because the layer below multiplies by its own
-    truncated surrogate, zero off its active set).
+    truncated surrogate, zero off its active set) and ``workspace_bytes`` (a CPU scalar: the bytes of
+    the kernels' workspace — delta at the needed times, and on the CPU the transposed weight).
     """
     check_tensor(grad_spikes, "grad_spikes")
     B, T, N = active.shape
     if tuple(grad_spikes.shape) != (B, T, N):
         raise ValueError(f"grad_spikes must have shape {(B, T, N)}, got {tuple(grad_spikes.shape)}")
+    dev = grad_spikes.device
+    for name, t in [("active.offsets", active.offsets), ("active.times", active.times),
+                    ("active.fvals", active.fvals)]:
+        check_device(t, name, dev)
     dt = grad_spikes.dtype
     if active.fvals.dtype != dt:
         raise TypeError(f"active.fvals is {active.fvals.dtype}, grad_spikes is {dt}: the dtypes must match")
@@ -273,42 +413,73 @@ def sparse_backward(active: ActiveSet, grad_spikes: Tensor, alpha: float, reset_
     N_in = 0
     if trace is not None:
         check_tensor(trace, "trace")
+        check_device(trace, "trace", dev)
+        if tuple(trace.shape[:2]) != (B, T):
+            raise ValueError(f"trace must have shape {(B, T)} + (N_in,), got {tuple(trace.shape)}")
         trace = trace.contiguous().to(dt)
         N_in = trace.shape[2]
     if input_mode == 2:
         if weight is None or input_active is None:
             raise ValueError("input_mode 2 needs weight and input_active")
+        check_device(weight, "weight", dev)
+        check_device(input_active.offsets, "input_active", dev)
+        if weight.ndim != 2 or weight.shape[0] != N or (trace is not None and weight.shape[1] != N_in):
+            raise ValueError(f"weight must have shape (N_out={N}, N_in{'=' + str(N_in) if trace is not None else ''}),"
+                             f" got {tuple(weight.shape)}")
         N_in = weight.shape[1]
         if input_active.shape != (B, T, N_in):
             raise ValueError(f"input_active has shape {input_active.shape}, expected {(B, T, N_in)}")
     elif input_mode not in (0, 1):
         raise ValueError(f"input_mode must be 0, 1 or 2, got {input_mode!r}")
-    lib = library()
-    e = torch.empty(max(active.count, 1), dtype=dt)
+    lib, device, stream = _launch(grad_spikes)
+    e = torch.empty(max(active.count, 1), dtype=dt, device=dev)
     out: dict[str, Tensor] = {"e": e}
     args = BackwardArgs(B=B, T=T, N_out=N, N_in=N_in, dtype=_DTYPES[dt], alpha=alpha, reset_scale=reset_scale,
                         exact=int(exact), delay=int(delay), offsets=_ptr(active.offsets), times=_ptr(active.times),
-                        fvals=_ptr(active.fvals), grad_spikes=_ptr(grad_spikes), e=_ptr(e), input_mode=input_mode)
+                        fvals=_ptr(active.fvals), grad_spikes=_ptr(grad_spikes), e=_ptr(e), input_mode=input_mode,
+                        device=device, stream=stream)
+    keep: list[Tensor] = []  # alive until the call returns (the pointers are raw)
+    if lib.device_drivers:
+        powers = torch.empty(T + 1, dtype=dt, device=dev)
+        args.powers = _ptr(powers)
+        keep.append(powers)
     if trace is not None:
-        grad_w = torch.empty(N, N_in, dtype=dt)
+        grad_w = torch.empty(N, N_in, dtype=dt, device=dev)
         args.trace, args.grad_w = _ptr(trace), _ptr(grad_w)
         out["grad_w"] = grad_w
-    keep = []
     if input_mode == 1:
-        delta = torch.empty(B, T, N, dtype=dt)
+        delta = torch.empty(B, T, N, dtype=dt, device=dev)
         args.delta = _ptr(delta)
         out["delta"] = delta
     elif input_mode == 2:
-        w_t = weight.detach().to(dt).t().contiguous()  # rows of W^T: contiguous dot products over j
-        n_ws = max(1, min(lib.max_threads(), B))
-        workspace = torch.empty(n_ws, T * N, dtype=dt)
-        grad_x = torch.zeros(B, T, N_in, dtype=dt)
-        args.w_t, args.workspace, args.n_workspaces, args.grad_x = _ptr(w_t), _ptr(workspace), n_ws, _ptr(grad_x)
+        # The CPU library writes all of grad_x (zeroing each sample's slice in parallel); the CUDA
+        # drivers write the active entries only.
+        grad_x = (torch.zeros if lib.device_drivers else torch.empty)(B, T, N_in, dtype=dt, device=dev)
+        args.grad_x = _ptr(grad_x)
         args.in_offsets, args.in_times = _ptr(input_active.offsets), _ptr(input_active.times)
-        keep = [w_t, workspace]
+        if lib.device_drivers:
+            # W itself (threads along i read its rows coalesced) and delta at each sample's needed times.
+            w = weight.detach().to(dt).contiguous()
+            need_offsets, need_times, need_index = needed_times(input_active)
+            workspace = torch.empty(max(int(need_offsets[-1]), 1), N, dtype=dt, device=dev)
+            args.w, args.delta_needed = _ptr(w), _ptr(workspace)
+            args.need_offsets, args.need_times, args.need_index = (
+                _ptr(need_offsets), _ptr(need_times), _ptr(need_index))
+            keep += [need_offsets, need_times, need_index]
+        else:
+            # W as it is: the library transposes it into the workspace's tail (rows of W^T make the
+            # dot products over j contiguous), in parallel and cache-blocked.
+            w = weight.detach().to(dt).contiguous()
+            n_ws = max(1, min(lib.max_threads(), B))
+            workspace = torch.empty(n_ws * T * N + N_in * N, dtype=dt, device=dev)
+            args.w, args.workspace, args.n_workspaces = _ptr(w), _ptr(workspace), n_ws
+        keep += [w, workspace]
         out["grad_x"] = grad_x
-        out["workspace_bytes"] = torch.tensor(workspace.numel() * workspace.element_size() + w_t.numel() * w_t.element_size())
+        # the delta workspace (on the CPU also the transposed weight); W itself is the caller's
+        out["workspace_bytes"] = torch.tensor(workspace.numel() * workspace.element_size())
     lib.backward(args)
+    # Freeing the workspaces while the kernels run is safe: they were allocated on the stream the
+    # kernels run on, and the caching allocator reuses a block only in that stream's order.
     del keep
     return out
 
@@ -318,10 +489,15 @@ def dense_backward(v: Tensor, grad_spikes: Tensor, alpha: float, theta: float, r
     """Dense reverse scan with the truncated surrogate: ``delta = dL/dh`` of shape ``(B, T, N)``."""
     check_tensor(v, "v")
     check_tensor(grad_spikes, "grad_spikes")
+    check_device(grad_spikes, "grad_spikes", v.device)
     v, grad_spikes = v.contiguous(), grad_spikes.contiguous().to(v.dtype)
+    if grad_spikes.shape != v.shape:
+        raise ValueError(f"grad_spikes must have shape {tuple(v.shape)}, got {tuple(grad_spikes.shape)}")
     B, T, N = v.shape
     delta = torch.empty_like(v)
-    library().dense_backward(DenseBackwardArgs(
+    lib, device, stream = _launch(v)
+    lib.dense_backward(DenseBackwardArgs(
         B=B, T=T, N=N, dtype=_DTYPES[v.dtype], v=_ptr(v), grad_spikes=_ptr(grad_spikes), alpha=alpha, theta=theta,
-        reset_scale=reset_scale, b_th=b_th, beta_s=beta_s, exact=int(exact), delay=int(delay), delta=_ptr(delta)))
+        reset_scale=reset_scale, b_th=b_th, beta_s=beta_s, exact=int(exact), delay=int(delay), delta=_ptr(delta),
+        device=device, stream=stream))
     return delta

@@ -2,7 +2,11 @@
 // "Training spiking neural networks with event-driven backpropagation", suppl. S14-S21).
 // Raw pointers, sizes and a dtype tag; no torch or Python types. Every entry point returns 0 on
 // success or a non-zero error code, with the message available from exodus_event_last_error().
-// Layout: tensors are (B, T, N) contiguous (batch-first, neurons contiguous); CPU only.
+// Layout: tensors are (B, T, N) contiguous (batch-first, neurons contiguous).
+// Three libraries share this ABI: libexodus_event (CPU, exodus_event_*), libexodus_event_cuda
+// (exodus_event_cuda_*, built with the core CUDA library; runs on `device` and `stream`) and its
+// host emulation libexodus_event_emulation (exodus_event_emu_*, the CUDA drivers run on the CPU
+// for the tests). The CPU library ignores `device` and `stream`.
 #pragma once
 
 #include <stdint.h>
@@ -17,11 +21,13 @@ extern "C" {
 #define EXODUS_EVENT_API __attribute__((visibility("default")))
 #endif
 
-#define EXODUS_EVENT_ABI_VERSION 1
+/* 2: device and stream appended to the argument structs. */
+#define EXODUS_EVENT_ABI_VERSION 2
 
-enum { EXODUS_EVENT_OK = 0, EXODUS_EVENT_ERR_ARGUMENT = 1, EXODUS_EVENT_ERR_DTYPE = 2 };
+enum { EXODUS_EVENT_OK = 0, EXODUS_EVENT_ERR_ARGUMENT = 1, EXODUS_EVENT_ERR_DTYPE = 2, EXODUS_EVENT_ERR_CUDA = 3 };
 
-/* dtype tags (the same as libexodus_native): 0 float32, 1 float64. */
+/* dtype tags (the same as libexodus_native): 0 float32, 1 float64; CUDA only: 2 float16, 3 bfloat16
+ * (float32 state and arithmetic). */
 
 /* SRM forward (S14-S16) as a two-trace recurrence per neuron, plus the gradient trace:
  *   m[t] = a_m (m[t-1] + I[t]),  q[t] = a_s (q[t-1] + I[t]),  g[t] = a_g (g[t-1] + I[t])
@@ -37,6 +43,8 @@ typedef struct exodus_event_srm_forward_args {
     void* du;              /* (B, T, N) out: discrete du/dt = u[t] - u_post[t-1] */
     void* dug;             /* (B, T, N) out: gradient trace g[t] before reset (= g(t_k) of S20 at spikes) */
     void* u;               /* (B, T, N) out or NULL: membrane before reset */
+    int32_t device;        /* CUDA: the tensors' device index */
+    void* stream;          /* CUDA: cudaStream_t of the caller (NULL: the legacy default stream) */
 } exodus_event_srm_forward_args;
 
 /* Reverse scan per neuron (S11, S20, S21). For every output spike t_k (previous spike t_{k-1},
@@ -56,12 +64,28 @@ typedef struct exodus_event_srm_backward_args {
     double max_dudt_inv;      /* <= 0: no clipping */
     void* e_w;                /* (B, T, N) out */
     void* e_in;               /* (B, T, N) out */
+    int32_t device;           /* CUDA: the tensors' device index */
+    void* stream;             /* CUDA: cudaStream_t of the caller (NULL: the legacy default stream) */
 } exodus_event_srm_backward_args;
 
 EXODUS_EVENT_API int32_t exodus_event_abi_version(void);
 EXODUS_EVENT_API const char* exodus_event_last_error(void);
 EXODUS_EVENT_API int32_t exodus_event_srm_forward(const exodus_event_srm_forward_args* a);
 EXODUS_EVENT_API int32_t exodus_event_srm_backward(const exodus_event_srm_backward_args* a);
+
+/* libexodus_event_cuda (float32, float64, float16, bfloat16). */
+EXODUS_EVENT_API int32_t exodus_event_cuda_abi_version(void);
+EXODUS_EVENT_API const char* exodus_event_cuda_last_error(void);
+EXODUS_EVENT_API int32_t exodus_event_cuda_srm_forward(const exodus_event_srm_forward_args* a);
+EXODUS_EVENT_API int32_t exodus_event_cuda_srm_backward(const exodus_event_srm_backward_args* a);
+EXODUS_EVENT_API int32_t exodus_event_cuda_runtime_version(void);
+EXODUS_EVENT_API const char* exodus_event_cuda_build_info(void);
+
+/* libexodus_event_emulation (float32 and float64 only). */
+EXODUS_EVENT_API int32_t exodus_event_emu_abi_version(void);
+EXODUS_EVENT_API const char* exodus_event_emu_last_error(void);
+EXODUS_EVENT_API int32_t exodus_event_emu_srm_forward(const exodus_event_srm_forward_args* a);
+EXODUS_EVENT_API int32_t exodus_event_emu_srm_backward(const exodus_event_srm_backward_args* a);
 
 #ifdef __cplusplus
 }

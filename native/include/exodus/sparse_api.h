@@ -11,7 +11,14 @@
  * before the leak.  Truncated surrogate f(V) = 1 / (beta_s |V - theta| + 1)^2 when |V - theta| < b_th,
  * else 0; its support is the ACTIVE SET.  Active entries are stored per (b, j) as a CSR:
  * offsets[b * N + j] .. offsets[b * N + j + 1] index times (int32, ascending) and fvals (f).
- * Layout: (B, T, N) contiguous.  dtype: 0 float32, 1 float64 (CPU). */
+ * Layout: (B, T, N) contiguous.  dtype: 0 float32, 1 float64.
+ *
+ * Three libraries export these operations with the same structs: libexodus_sparse (CPU,
+ * exodus_sparse_*), libexodus_sparse_cuda (exodus_sparse_cuda_*, pointers on CUDA device `device`,
+ * kernels on `stream`, asynchronous like any CUDA launch) and libexodus_sparse_emulation
+ * (exodus_sparse_emu_*: the CUDA drivers compiled for the host, for the tests).  The CUDA entry
+ * points additionally need the fields marked "CUDA" below (workspaces the caller allocates, so the
+ * library never allocates device memory). */
 #pragma once
 
 #include <stdint.h>
@@ -26,7 +33,7 @@ extern "C" {
 #define EXODUS_SPARSE_API __attribute__((visibility("default")))
 #endif
 
-#define EXODUS_SPARSE_ABI_VERSION 1
+#define EXODUS_SPARSE_ABI_VERSION 2
 
 typedef struct exodus_sparse_forward_args {
     int64_t B, T, N;
@@ -37,6 +44,9 @@ typedef struct exodus_sparse_forward_args {
     void* spikes;           /* (B, T, N) out */
     void* v;                /* (B, T, N) out: membrane (needed by collect / the dense backward) */
     int64_t* counts;        /* (B * N) out: active entries per (b, j) */
+    /* ABI 2, every struct: where the pointers live (CUDA library; the CPU library ignores them). */
+    int32_t device;         /* CUDA device index of every pointer */
+    void* stream;           /* the caller's cudaStream_t on that device (NULL: legacy default stream) */
 } exodus_sparse_forward_args;
 
 typedef struct exodus_sparse_collect_args {
@@ -47,6 +57,8 @@ typedef struct exodus_sparse_collect_args {
     const int64_t* offsets; /* (B * N + 1) exclusive prefix sum of counts */
     int32_t* times;         /* (K) out */
     void* fvals;            /* (K) out: truncated surrogate at the active entries */
+    int32_t device;         /* ABI 2: as in exodus_sparse_forward_args */
+    void* stream;
 } exodus_sparse_collect_args;
 
 typedef struct exodus_sparse_trace_args {
@@ -56,6 +68,8 @@ typedef struct exodus_sparse_trace_args {
     double alpha;
     int32_t delay;          /* 1: tr[t] = alpha tr[t-1] + x[t-1]; 0: tr[t] = alpha tr[t-1] + x[t] */
     void* trace;            /* (B, T, N) out: dV[t]/dW ignoring the reset */
+    int32_t device;         /* ABI 2: as in exodus_sparse_forward_args */
+    void* stream;
 } exodus_sparse_trace_args;
 
 typedef struct exodus_sparse_backward_args {
@@ -75,12 +89,28 @@ typedef struct exodus_sparse_backward_args {
      * 2 sparse: dL/dx written only at the input layer's active entries (in_offsets/in_times). */
     int32_t input_mode;
     void* delta;            /* mode 1: (B, T, N_out) out */
-    const void* w_t;        /* mode 2: (N_in, N_out) W transposed, contiguous */
+    const void* w_t;        /* mode 2, CPU: (N_in, N_out) W transposed, contiguous; or NULL: the CPU
+                             * library transposes w (below) into the tail of workspace itself */
     const int64_t* in_offsets; /* mode 2: (B * N_in + 1) */
     const int32_t* in_times;   /* mode 2 */
-    void* workspace;        /* mode 2: (n_workspaces, T * N_out) */
+    void* workspace;        /* mode 2, CPU: n_workspaces * T * N_out elements (+ N_in * N_out when
+                             * w_t is NULL: the transposed weight) */
     int64_t n_workspaces;
-    void* grad_x;           /* mode 2: (B, T, N_in) out, zero-initialised by the caller */
+    void* grad_x;           /* mode 2: (B, T, N_in) out; the CPU library writes all of it (zero off the
+                             * active entries), the CUDA library needs it zero-initialised */
+    int32_t device;         /* ABI 2: as in exodus_sparse_forward_args */
+    void* stream;
+    /* CUDA library only (ABI 2): workspaces and lists of the device drivers; in mode 2 the CUDA
+     * drivers use w and delta_needed instead of w_t and workspace. */
+    void* powers;           /* (T + 1) workspace: alpha^n by repeated multiplication, as on the CPU */
+    /* mode 2: the times each sample needs delta at (any input neuron of sample b active), as a CSR
+     * over b, with need_index[b * T + t] = position of t in b's list (-1: not needed). */
+    const int64_t* need_offsets; /* (B + 1) */
+    const int32_t* need_times;   /* (need_offsets[B]) ascending per sample */
+    const int32_t* need_index;   /* (B * T) */
+    const void* w;          /* mode 2: (N_out, N_in) W itself (CUDA: coalesced along i; CPU: used
+                             * when w_t is NULL) */
+    void* delta_needed;     /* mode 2: (need_offsets[B], N_out) workspace: delta at the needed times */
 } exodus_sparse_backward_args;
 
 typedef struct exodus_sparse_dense_backward_args {
@@ -91,6 +121,8 @@ typedef struct exodus_sparse_dense_backward_args {
     double alpha, theta, reset_scale, b_th, beta_s;
     int32_t exact, delay;
     void* delta;            /* (B, T, N) out: dL/dh */
+    int32_t device;         /* ABI 2: as in exodus_sparse_forward_args */
+    void* stream;
 } exodus_sparse_dense_backward_args;
 
 EXODUS_SPARSE_API int32_t exodus_sparse_abi_version(void);

@@ -11,6 +11,7 @@
 #define EXODUS_LAUNCH(kernel, grid, block, stream, ...) kernel<<<(grid), (block), 0, (stream)>>>(__VA_ARGS__)
 #include "kernels.cuh"
 #include "common_host.inc"
+#include "cuda_error_text.inc"
 
 #ifndef EXODUS_CUDA_ARCH_LIST
 #define EXODUS_CUDA_ARCH_LIST "unknown"
@@ -19,28 +20,10 @@
 namespace exodus {
 namespace {
 
-std::string version_text(int v) {
-    if (v <= 0) return "none";
-    return std::to_string(v / 1000) + "." + std::to_string((v % 1000) / 10);
-}
+using cuda_text::version_text;
 
 int32_t cuda_error(const char* fn, cudaError_t e) {
-    std::string msg = std::string(fn) + ": CUDA error " + cudaGetErrorName(e) + ": " + cudaGetErrorString(e);
-    if (e == cudaErrorInsufficientDriver || e == cudaErrorNoDevice || e == cudaErrorCallRequiresNewerDriver) {
-        int driver = 0;
-        cudaDriverGetVersion(&driver);
-        const std::string toolkit = version_text(CUDART_VERSION);
-        if (driver <= 0) {
-            msg += ". No NVIDIA driver was found (driver version: none); exodus-lightning's CUDA library "
-                   "was built with CUDA toolkit " + toolkit +
-                   " and needs a driver supporting it: install the NVIDIA driver or run on the CPU.";
-        } else {
-            msg += ". The NVIDIA driver supports CUDA " + version_text(driver) +
-                   " but exodus-lightning's CUDA library was built with CUDA toolkit " + toolkit +
-                   ": update the NVIDIA driver, or build exodus-lightning from source with a toolkit the "
-                   "driver supports (pip install --no-binary exodus-lightning exodus-lightning).";
-        }
-    }
+    const std::string msg = std::string(fn) + ": " + cuda_text::error_text(e);
     g_cuda_last_error = msg;
     return EXODUS_ERR_CUDA;
 }

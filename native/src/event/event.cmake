@@ -1,5 +1,6 @@
-# Event-driven backpropagation (Zhu et al. 2022): its own CPU library, plain C ABI
-# (include/exodus/event_api.h), included by native/CMakeLists.txt when this file exists.
+# Event-driven backpropagation (Zhu et al. 2022): its own CPU library, CUDA library and emulation of
+# the CUDA drivers, plain C ABI (include/exodus/event_api.h), included by native/CMakeLists.txt
+# when this file exists.
 add_library(exodus_event SHARED ${CMAKE_CURRENT_SOURCE_DIR}/src/event/event_cpu.cpp)
 target_include_directories(exodus_event PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/include)
 set_target_properties(exodus_event PROPERTIES CXX_STANDARD 17 CXX_STANDARD_REQUIRED ON)
@@ -13,3 +14,32 @@ else()
   target_compile_options(exodus_event PRIVATE -fopenmp-simd)
 endif()
 install(TARGETS exodus_event LIBRARY DESTINATION ${EXODUS_LIB_DESTINATION})
+
+# The CUDA drivers of src/event/event_kernels.cuh compiled for the host (exodus_event_emu_*), so that
+# the tests run the GPU code path on a CPU; always built, like exodus_cuda_emulation.
+add_library(exodus_event_emulation SHARED ${CMAKE_CURRENT_SOURCE_DIR}/src/event/event_emulation.cpp)
+target_include_directories(exodus_event_emulation PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/include)
+set_target_properties(exodus_event_emulation PROPERTIES CXX_STANDARD 17 CXX_STANDARD_REQUIRED ON)
+target_compile_options(exodus_event_emulation PRIVATE ${EXODUS_STRICT_FP_FLAGS} -O2 -Wall -Wextra)
+install(TARGETS exodus_event_emulation LIBRARY DESTINATION ${EXODUS_LIB_DESTINATION})
+
+# The CUDA library, with the core CUDA library's toolkit, architectures and flags (CUDA was enabled
+# by native/CMakeLists.txt before this file is included). Two kernels per dtype: compile time stays
+# small next to libexodus_native_cuda's even with every CUDA 13 architecture.
+if(EXODUS_CUDA_BUILT)
+  add_library(exodus_event_cuda SHARED ${CMAKE_CURRENT_SOURCE_DIR}/src/event/event_cuda.cu)
+  set_target_properties(exodus_event_cuda PROPERTIES
+    CUDA_ARCHITECTURES "${EXODUS_CUDA_ARCHITECTURES}"
+    CUDA_RUNTIME_LIBRARY Static
+    CUDA_STANDARD 17 CUDA_STANDARD_REQUIRED ON
+    # Only the EXODUS_EVENT_API entry points: the inline helpers (and the error string) must not
+    # be merged with same-named symbols of the other CUDA libraries loaded in the process.
+    CUDA_VISIBILITY_PRESET hidden)
+  target_include_directories(exodus_event_cuda PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/include)
+  string(REPLACE ";" " " _exodus_event_arch_text "${EXODUS_CUDA_ARCHITECTURES}")
+  target_compile_definitions(exodus_event_cuda PRIVATE EXODUS_CUDA_ARCH_LIST="${_exodus_event_arch_text}")
+  # --fmad=false: no FMA contraction on the device either, so spikes match the CPU bit for bit.
+  target_compile_options(exodus_event_cuda PRIVATE
+    $<$<COMPILE_LANGUAGE:CUDA>:--fmad=false -O3 --expt-relaxed-constexpr -Xcompiler=-ffp-contract=off>)
+  install(TARGETS exodus_event_cuda LIBRARY DESTINATION ${EXODUS_LIB_DESTINATION})
+endif()

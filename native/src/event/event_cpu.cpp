@@ -1,14 +1,18 @@
 // CPU kernels of event-driven backpropagation (Zhu et al. 2022, suppl. S14-S21).
 // OpenMP across (batch, neuron block), SIMD along the contiguous neuron axis, the time loop
 // outside (the same layout as the EXODUS LIF kernels in src/cpu/cpu_kernels.inc). Compiled with
-// the library's strict floating-point flags: no FMA contraction, no fast-math.
+// the library's strict floating-point flags: no FMA contraction, no fast-math. The per-neuron
+// arithmetic is include/exodus/event_neuron.h, shared with the CUDA drivers (event_kernels.cuh).
 #include <cstdint>
 #include <string>
 #include <vector>
 
 #include "exodus/event_api.h"
+#include "exodus/event_neuron.h"
 
 namespace {
+
+using namespace exodus;
 
 // Neurons per block: a full set of SIMD vectors, while the block's state stays in L1.
 constexpr int64_t kBlock = 256;
@@ -46,22 +50,13 @@ void srm_forward_impl(const exodus_event_srm_forward_args& a) {
                 const int64_t off = (b * TT + t) * N + n0;
 #pragma omp simd
                 for (int64_t j = 0; j < nn; ++j) {
-                    const T I = cur[off + j];
-                    const T mm = am * (m[j] + I);
-                    const T qq = as * (q[j] + I);
-                    const T gg = ag * (g[j] + I);
-                    const T uu = kappa * (mm - qq);
-                    const bool s = uu >= theta;
-                    spk[off + j] = s ? T(1) : T(0);
-                    du[off + j] = uu - up[j];
+                    T s, d_u, gg, uu;
+                    srm_forward_step<T>(cur[off + j], am, as, ag, kappa, theta, m[j], q[j], g[j], up[j], s, d_u,
+                                        gg, uu);
+                    spk[off + j] = s;
+                    du[off + j] = d_u;
                     dug[off + j] = gg;
                     if (kWriteU) uo[off + j] = uu;
-                    // Integration restarts after every output spike (S14: the window
-                    // [t_last + 1, t]): all three traces are cleared.
-                    m[j] = s ? T(0) : mm;
-                    q[j] = s ? T(0) : qq;
-                    g[j] = s ? T(0) : gg;
-                    up[j] = s ? T(0) : uu;
                 }
             }
         }
@@ -72,18 +67,17 @@ template <typename T>
 void srm_backward_impl(const exodus_event_srm_backward_args& a) {
     const int64_t B = a.B, TT = a.T, N = a.N;
     const int64_t nblocks = (N + kBlock - 1) / kBlock;
-    // Kernel tables indexed by d = t_k - t >= 0, built by repeated multiplication with the same
-    // decays as the forward recurrence, so eps and h are exactly the kernels the traces realise
-    // (h and the normaliser g(t_k) share one decay, so h / g is consistent).
+    // Kernel tables indexed by d = t_k - t >= 0, built with the same decays as the forward
+    // recurrence, so eps and h are exactly the kernels the traces realise (h and the normaliser
+    // g(t_k) share one decay, so h / g is consistent). A GPU thread forms the same powers along its
+    // scan (event_neuron.h), which keeps the two drivers equal bit for bit.
     std::vector<T> eps(static_cast<size_t>(TT)), h(static_cast<size_t>(TT));
     {
-        double pm = a.decay_m, ps = a.decay_s, pg = a.decay_g;
+        double pm = 0.0, ps = 0.0, pg = 0.0;
         for (int64_t d = 0; d < TT; ++d) {
-            eps[d] = T(a.kappa * (pm - ps));
-            h[d] = T(pg);
-            pm *= a.decay_m;
-            ps *= a.decay_s;
-            pg *= a.decay_g;
+            srm_kernel_advance(d == 0, a.decay_m, a.decay_s, a.decay_g, pm, ps, pg);
+            eps[d] = srm_eps<T>(a.kappa, pm, ps);
+            h[d] = srm_h<T>(pg);
         }
     }
     const T* ep = eps.data();
@@ -111,28 +105,17 @@ void srm_backward_impl(const exodus_event_srm_backward_args& a) {
             }
             for (int64_t t = TT - 1; t >= 0; --t) {
                 const int64_t off = (b * TT + t) * N + n0;
+                // GCC 12 keeps this loop scalar on baseline x86-64 (it turns the spike selects into
+                // branches around loads, and SSE2 has no masked loads); the forward loop vectorises.
 #pragma omp simd
                 for (int64_t j = 0; j < nn; ++j) {
-                    const bool s = spk[off + j] != T(0);
-                    const T G = gs[off + j];
-                    // du > 0 at every spike (u_post[t-1] < theta <= u[t]); the select keeps the
-                    // division finite at the other steps.
-                    const T d_u = s ? du[off + j] : T(1);
-                    T dtdu = d_u > T(0) ? -T(1) / d_u : T(0);  // S21: dt/du = -1 / (du/dt)
-                    if (clip) dtdu = dtdu < -lim ? -lim : dtdu;
-                    const T g = s ? dug[off + j] : T(1);
-                    // S20: 1 / g(t_k); g <= 0 has no finite spike-time derivative: no gradient.
-                    const T ginv = g > T(0) ? T(1) / g : T(0);
-                    // dL/dt_k = -dL/ds[t_k] (suppl. B: d count / d t_k = -1), so
-                    // dL/dt_k * dt/du = G / du and dL/dt_k * (-1/g) * (-h) ... = G h / g.
-                    wf[j] = s ? -G * dtdu : wf[j];
-                    inf[j] = s ? G * ginv : inf[j];
-                    const int64_t dn = dist[j] >= 0 ? dist[j] + 1 : int64_t(-1);
-                    dist[j] = s ? int64_t(0) : dn;
-                    const int64_t k = dist[j] >= 0 ? dist[j] : int64_t(0);
-                    const bool act = dist[j] >= 0;
-                    ew[off + j] = act ? wf[j] * ep[k] : T(0);
-                    ein[off + j] = act ? inf[j] * hp[k] : T(0);
+                    const bool act = srm_backward_step<T>(spk[off + j], gs[off + j], du[off + j], dug[off + j], clip,
+                                                          lim, wf[j], inf[j], dist[j]);
+                    const int64_t k = act ? dist[j] : int64_t(0);
+                    T e_w, e_in;
+                    srm_backward_errors<T>(act, wf[j], inf[j], ep[k], hp[k], e_w, e_in);
+                    ew[off + j] = e_w;
+                    ein[off + j] = e_in;
                 }
             }
         }

@@ -1,15 +1,48 @@
 # Sparse spiking gradient descent (S3GD): its own CPU library, libexodus_sparse, with the same
 # plain C ABI conventions and strict floating-point flags as exodus_native (ARCHITECTURE §2).
-# Included by native/CMakeLists.txt when this file exists.  CPU only for now (no CUDA kernels).
+# Included by native/CMakeLists.txt when this file exists.
 add_library(exodus_sparse SHARED src/sparse/sparse_cpu.cpp)
-target_include_directories(exodus_sparse PRIVATE include)
+target_include_directories(exodus_sparse PRIVATE include src/sparse)
 # Same flags as exodus_native: no FMA contraction / fast-math (the forward spikes must equal the
 # PyTorch reference bit for bit); -fno-trapping-math only lets GCC if-convert the compare-and-select
 # of the neuron so the `omp simd` loops vectorise — it changes no rounding.
 target_compile_options(exodus_sparse PRIVATE ${EXODUS_STRICT_FP_FLAGS} -fno-trapping-math -O3 -Wall -Wextra)
+if(CMAKE_SYSTEM_PROCESSOR MATCHES "x86_64|AMD64|amd64")
+  # A second copy of the kernels for AVX2 (without FMA), chosen at run time: the weight-gradient
+  # rows and the input gradient's dot products run at twice the vector width.
+  target_sources(exodus_sparse PRIVATE src/sparse/sparse_cpu_avx2.cpp)
+  set_source_files_properties(src/sparse/sparse_cpu_avx2.cpp PROPERTIES COMPILE_OPTIONS "-mavx2;-mno-fma")
+  target_compile_definitions(exodus_sparse PRIVATE EXODUS_SPARSE_HAVE_AVX2=1)
+endif()
 if(OpenMP_CXX_FOUND)
   target_link_libraries(exodus_sparse PRIVATE OpenMP::OpenMP_CXX)
 else()
   target_compile_options(exodus_sparse PRIVATE -fopenmp-simd)
 endif()
 install(TARGETS exodus_sparse LIBRARY DESTINATION ${EXODUS_LIB_DESTINATION})
+
+# ---------------------------------------------------------------- CUDA drivers
+# The CUDA drivers of sparse_kernels.cuh compiled for the host (exodus_sparse_emu_*, always built:
+# the tests run them against the CPU library on machines without a GPU) ...
+add_library(exodus_sparse_emulation SHARED src/sparse/sparse_emulation.cpp)
+target_include_directories(exodus_sparse_emulation PRIVATE include)
+target_compile_options(exodus_sparse_emulation PRIVATE ${EXODUS_STRICT_FP_FLAGS} -O2 -Wall -Wextra)
+install(TARGETS exodus_sparse_emulation LIBRARY DESTINATION ${EXODUS_LIB_DESTINATION})
+
+# ... and for the GPU (exodus_sparse_cuda_*), with the core CUDA library's architectures and
+# flags (this file is included after the core's CUDA section): --fmad=false keeps the forward's
+# spikes and active sets equal to the CPU's bit for bit; the CUDA runtime is linked statically.
+# float32 and float64 only and ten small kernels: a small share of the CI's compile time.
+if(EXODUS_CUDA_BUILT)
+  add_library(exodus_sparse_cuda SHARED src/sparse/sparse_cuda.cu)
+  set_target_properties(exodus_sparse_cuda PROPERTIES
+    CUDA_ARCHITECTURES "${EXODUS_CUDA_ARCHITECTURES}"
+    CUDA_RUNTIME_LIBRARY Static
+    CUDA_VISIBILITY_PRESET hidden)  # export the C entry points only
+  target_include_directories(exodus_sparse_cuda PRIVATE include)
+  string(REPLACE ";" " " _exodus_sparse_arch_text "${EXODUS_CUDA_ARCHITECTURES}")
+  target_compile_definitions(exodus_sparse_cuda PRIVATE EXODUS_CUDA_ARCH_LIST="${_exodus_sparse_arch_text}")
+  target_compile_options(exodus_sparse_cuda PRIVATE
+    $<$<COMPILE_LANGUAGE:CUDA>:--fmad=false -O3 --expt-relaxed-constexpr -Xcompiler=-ffp-contract=off>)
+  install(TARGETS exodus_sparse_cuda LIBRARY DESTINATION ${EXODUS_LIB_DESTINATION})
+endif()
