@@ -27,17 +27,15 @@ void dense_backward(const exodus_sparse_dense_backward_args& a);
 
 namespace {
 
-bool use_avx2() {
 #if defined(EXODUS_SPARSE_HAVE_AVX2)
+bool use_avx2() {
     static const bool ok = __builtin_cpu_supports("avx2");
     return ok;
-#else
-    return false;
-#endif
 }
+#endif
 
-// The kernels of the ISA this CPU runs best (same results: no FMA in either copy; only the
-// order of the lane sums inside dot products and row updates is fixed per copy).
+// The kernels of the ISA this CPU runs best.  Both copies do the same arithmetic: no FMA,
+// elementwise vector loops, and dot products over a fixed lane layout (GCC vector types).
 #if defined(EXODUS_SPARSE_HAVE_AVX2)
 #define EXODUS_SPARSE_RUN(fn, args) \
     (use_avx2() ? exodus_sparse_cpu::avx2::fn(args) : exodus_sparse_cpu::baseline::fn(args))
