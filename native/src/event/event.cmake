@@ -8,11 +8,7 @@ set_target_properties(exodus_event PROPERTIES CXX_STANDARD 17 CXX_STANDARD_REQUI
 # forward are threshold decisions, and the tests compare them with a float64 reference.
 # -fno-trapping-math only lets GCC if-convert the reset selects inside the `omp simd` loops.
 target_compile_options(exodus_event PRIVATE ${EXODUS_STRICT_FP_FLAGS} -fno-trapping-math -O3 -Wall -Wextra)
-if(OpenMP_CXX_FOUND)
-  target_link_libraries(exodus_event PRIVATE OpenMP::OpenMP_CXX)
-else()
-  target_compile_options(exodus_event PRIVATE -fopenmp-simd)
-endif()
+exodus_use_openmp(exodus_event)
 install(TARGETS exodus_event LIBRARY DESTINATION ${EXODUS_LIB_DESTINATION})
 
 # The CUDA drivers of src/event/event_kernels.cuh compiled for the host (exodus_event_emu_*), so that

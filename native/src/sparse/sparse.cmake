@@ -7,18 +7,9 @@ target_include_directories(exodus_sparse PRIVATE include src/sparse)
 # PyTorch reference bit for bit); -fno-trapping-math only lets GCC if-convert the compare-and-select
 # of the neuron so the `omp simd` loops vectorise — it changes no rounding.
 target_compile_options(exodus_sparse PRIVATE ${EXODUS_STRICT_FP_FLAGS} -fno-trapping-math -O3 -Wall -Wextra)
-if(CMAKE_SYSTEM_PROCESSOR MATCHES "x86_64|AMD64|amd64")
-  # A second copy of the kernels for AVX2 (without FMA), chosen at run time: the weight-gradient
-  # rows and the input gradient's dot products run at twice the vector width.
-  target_sources(exodus_sparse PRIVATE src/sparse/sparse_cpu_avx2.cpp)
-  set_source_files_properties(src/sparse/sparse_cpu_avx2.cpp PROPERTIES COMPILE_OPTIONS "-mavx2;-mno-fma")
-  target_compile_definitions(exodus_sparse PRIVATE EXODUS_SPARSE_HAVE_AVX2=1)
-endif()
-if(OpenMP_CXX_FOUND)
-  target_link_libraries(exodus_sparse PRIVATE OpenMP::OpenMP_CXX)
-else()
-  target_compile_options(exodus_sparse PRIVATE -fopenmp-simd)
-endif()
+# The weight-gradient rows and the input gradient's dot products run at twice the vector width.
+exodus_add_avx2_copy(exodus_sparse src/sparse/sparse_cpu_avx2.cpp EXODUS_SPARSE_HAVE_AVX2)
+exodus_use_openmp(exodus_sparse)
 install(TARGETS exodus_sparse LIBRARY DESTINATION ${EXODUS_LIB_DESTINATION})
 
 # ---------------------------------------------------------------- CUDA drivers
