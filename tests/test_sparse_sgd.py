@@ -75,7 +75,10 @@ def _run(layers, x):
 @pytest.mark.parametrize("depth", [1, 2])
 @pytest.mark.parametrize("b_th", [0.05, 0.2, math.inf])
 @pytest.mark.parametrize("gradient", ["detached", "exact"])
-def test_sparse_equals_dense_bptt(depth, b_th, gradient):
+@pytest.mark.parametrize("input_path", ["dots", "products"])
+def test_sparse_equals_dense_bptt(depth, b_th, gradient, input_path, monkeypatch):
+    """Both ways of the sparse input gradient (the layers choose by cost; forced here)."""
+    monkeypatch.setattr(ops, "products_are_cheaper", lambda *args: input_path == "products")
     torch.manual_seed(depth)
     sizes = [12, 16, 10][: depth + 1]
     B, T = 3, 40
@@ -145,11 +148,13 @@ def test_memoised_delta_equals_naive_sum():
 @pytest.mark.parametrize("needed", ["few", "many"])
 @pytest.mark.parametrize("exact", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_sparse_input_gradient_both_delta_paths_equal_naive(needed, exact, dtype):
-    """The input gradient computes delta at the needed times by the Prop. 1 walk when few times are
-    needed and by the SIMD dense scan when many are: both equal the naive O(T^2) sum, the weight
-    gradient equals the trace formula, and grad_x is zero everywhere else — including a sample with
-    no active input at all — even when the output memory held garbage."""
+@pytest.mark.parametrize("input_path", ["dots", "products"])
+def test_sparse_input_gradient_both_delta_paths_equal_naive(needed, exact, dtype, input_path):
+    """The input gradient by dot products computes delta at the needed times by the Prop. 1 walk
+    when few times are needed and by the SIMD dense scan when many are; by products it scans
+    sum_j W[j, :] g_v[t, j] instead.  All equal the naive O(T^2) sum, the weight gradient equals the
+    trace formula, and grad_x is zero everywhere else — including a sample with no active input at
+    all — even when the output memory held garbage."""
     g = torch.Generator().manual_seed(5 if needed == "few" else 6)
     B, T, N, N_in, alpha, rs = 4, 64, 70, 45, 0.85, 0.7  # N > one scan block (64): exercises the tail
     v = 1 + 0.4 * torch.randn(B, T, N, generator=g, dtype=D)
@@ -187,12 +192,71 @@ def test_sparse_input_gradient_both_delta_paths_equal_naive(needed, exact, dtype
     garbage = torch.full((B, T, N_in), float("nan"), dtype=dtype)
     del garbage  # the allocator tends to hand this memory to grad_x next
     out = ops.sparse_backward(act, gs.to(dtype), alpha, rs, exact, True, trace.to(dtype), w.to(dtype), 2,
-                              ops.active_set_from_mask(in_mask, None, dtype))
+                              ops.active_set_from_mask(in_mask, None, dtype), input_path=input_path)
     tol = dict(rtol=1e-11, atol=1e-12) if dtype == torch.float64 else dict(rtol=2e-5, atol=2e-5)
     torch.testing.assert_close(out["grad_x"].double(), ref_gx, **tol)
     torch.testing.assert_close(out["grad_w"].double(), ref_gw, **tol)
     assert torch.equal(out["grad_x"][~in_mask], torch.zeros_like(out["grad_x"][~in_mask]))
     assert ref_gx.abs().sum() > 0 and int(in_mask.sum()) > 0
+
+
+@pytest.mark.parametrize("delay", [False, True])
+def test_input_gradient_by_products_without_delay_and_auto_choice(delay, monkeypatch):
+    """Without the one-step delay dL/dx[t] = sum_j W[j, i] g_v[t, j] (not g_v[t + 1]): the product
+    path equals the float64 reference and the dot-product path for both; "auto" follows
+    products_are_cheaper (the same bits as the forced path it names)."""
+    g = torch.Generator().manual_seed(11)
+    B, T, N, N_in, alpha = 3, 30, 40, 33, 0.8
+    v = 1 + 0.4 * torch.randn(B, T, N, generator=g, dtype=D)
+    f = S.truncated_surrogate(v, 1.0, BETA, 0.2)
+    act = ops.active_set_from_mask((v - 1).abs() < 0.2, f)
+    gs = torch.randn(B, T, N, generator=g, dtype=D)
+    w = torch.randn(N, N_in, generator=g, dtype=D)
+    in_mask = torch.rand(B, T, N_in, generator=g) < 0.3
+    gv, delta = torch.zeros(B, N, dtype=D), torch.zeros(B, T, N, dtype=D)
+    for t in range(T - 1, -1, -1):
+        nxt = gv
+        gv = gs[:, t] * f[:, t] + alpha * gv
+        delta[:, t] = nxt if delay else gv
+    ref = torch.where(in_mask, delta @ w, torch.zeros((), dtype=D))
+    in_act = ops.active_set_from_mask(in_mask)
+    outs = {p: ops.sparse_backward(act, gs, alpha, 1.0, False, delay, None, w, 2, in_act, input_path=p)["grad_x"]
+            for p in ("dots", "products")}
+    for p, gx in outs.items():
+        torch.testing.assert_close(gx, ref, rtol=1e-11, atol=1e-12, msg=p)
+    assert ref.abs().sum() > 0
+    for choice in (True, False):
+        monkeypatch.setattr(ops, "products_are_cheaper", lambda *args: choice)
+        auto = ops.sparse_backward(act, gs, alpha, 1.0, False, delay, None, w, 2, in_act)["grad_x"]
+        assert torch.equal(auto, outs["products" if choice else "dots"])
+
+
+def test_input_gradient_path_choice_by_cost():
+    """Products (a row of W per active output entry) from ~500 hidden neurons at equal activity;
+    dot products for small layers and when few input entries are active."""
+    for hidden in (500, 1000):
+        K = int(32 * 100 * hidden * 0.02)
+        assert ops.products_are_cheaper(32, 100, hidden, hidden, K, K)
+    assert not ops.products_are_cheaper(32, 100, 200, 200, 12800, 12800)
+    assert not ops.products_are_cheaper(32, 100, 1000, 1000, 64000, 640)  # input layer nearly silent
+    with pytest.raises(ValueError, match="input_path"):
+        act = ops.active_set_from_mask(torch.ones(1, 2, 3, dtype=torch.bool))
+        ops.sparse_backward(act, torch.zeros(1, 2, 3, dtype=D), 0.9, 1.0, False, True, None,
+                            torch.zeros(3, 4, dtype=D), 2, ops.active_set_from_mask(torch.ones(1, 2, 4, dtype=torch.bool)),
+                            input_path="transpose")
+
+
+def test_native_input_mode_3_checks_its_arguments():
+    """The C entry point names what input_mode 3 lacks (W itself, not only W^T)."""
+    args = ops.BackwardArgs(B=1, T=1, N_out=1, N_in=1, dtype=1, alpha=0.9, input_mode=3)
+    off = torch.zeros(2, dtype=torch.int64)
+    e = torch.zeros(1, dtype=D)
+    args.offsets, args.e = off.data_ptr(), e.data_ptr()
+    with pytest.raises(RuntimeError, match="input_mode 3 needs w, in_offsets, in_times and grad_x"):
+        ops.library().backward(args)
+    args.input_mode = 4
+    with pytest.raises(RuntimeError, match="input_mode must be 0, 1, 2 or 3"):
+        ops.library().backward(args)
 
 
 def test_nothing_active_zero_gradient():

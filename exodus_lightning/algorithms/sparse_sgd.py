@@ -30,7 +30,13 @@ Backward (``backend="sparse"``), with ``e[t] = dL/dS[t] g(V[t])`` on ``A`` only:
   trace ``tr[t] = a tr[t-1] + x[t-1]`` stored in the forward;
 * input gradient ``dL/dx_i[t] = sum_j W_ji delta_j[t]`` written only where the *input* layer is
   active (the layer below multiplies by its own truncated surrogate, zero elsewhere), so the
-  whole-network gradient equals dense BPTT with the truncated surrogate and detached reset.
+  whole-network gradient equals dense BPTT with the truncated surrogate and detached reset.  The
+  CPU library evaluates it one of two ways, whichever costs less
+  (:func:`~exodus_lightning.ops.sparse.products_are_cheaper`): by dot products of delta at the
+  needed times with rows of ``W^T``, one per active input entry (the paper's way), or — since every
+  neuron decays by the same ``a`` — by the scan ``Gv[t] = G[t] + a Gv[t+1]`` of
+  ``G[t] = sum_{j active at t} e_j[t] W_j`` (one row of ``W`` per active output entry; no delta, no
+  transposed weight), with ``dL/dx[t] = Gv[t+1]``.
 
 ``gradient="exact"`` (own derivation, not in the paper) keeps the reset in the gradient:
 ``g_v[t] = g[t] (dL/dS[t] - c g_v[t+1]) + a g_v[t+1]``; outside ``A`` it is pure decay, and with

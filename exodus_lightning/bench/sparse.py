@@ -12,8 +12,9 @@ and dense are timed round-robin in the same run (the machine is shared and noisy
 Memory (CPU: no allocator statistics, so bytes are counted from the tensors themselves):
 "kept" = what each backend keeps from the forward for the backward (dense: membrane + input;
 sparse: CSR active set + input trace); "bwd" = tensors the backward allocates (dense: delta,
-dW, dx; sparse: errors at active entries, per-thread delta workspace, W^T, dW, dx).  The weight
-is shared and not counted.  "saved" = 1 - sparse/dense of kept + bwd.
+dW, dx; sparse: errors at active entries, dW, dx and the workspace of the input gradient's path —
+per-thread delta and W^T for dot products, per-thread lists of one sample's entries for products).
+The weight is shared and not counted.  "saved" = 1 - sparse/dense of kept + bwd.
 """
 
 from __future__ import annotations

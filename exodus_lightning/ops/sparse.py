@@ -37,7 +37,7 @@ from exodus_lightning import _native
 LIBRARY = "exodus_sparse"
 CUDA_LIBRARY = "exodus_sparse_cuda"
 EMULATION_LIBRARY = "exodus_sparse_emulation"
-ABI_VERSION = 2
+ABI_VERSION = 3  # 3: input_mode 3 (input gradient by products, CPU)
 
 # Exported-name prefix of each library (the same operations and argument structs in all three).
 _PREFIXES = {LIBRARY: "exodus_sparse_", CUDA_LIBRARY: "exodus_sparse_cuda_", EMULATION_LIBRARY: "exodus_sparse_emu_"}
@@ -386,9 +386,26 @@ def needed_times(input_active: ActiveSet) -> tuple[Tensor, Tensor, Tensor]:
     return need_offsets, times.contiguous(), need_index
 
 
+_INPUT_PATHS = ("auto", "dots", "products")
+
+
+def products_are_cheaper(B: int, T: int, N_out: int, N_in: int, out_active: int, in_active: int) -> bool:
+    """Whether the sparse input gradient is cheaper by products (a row of ``W`` per active output
+    entry, then a reverse scan of ``B T N_in``) than by dot products (a row of ``W^T`` per active
+    input entry, plus delta at the needed times, up to ``B T N_out``, and the transpose of ``W``).
+
+    Costs in multiply-adds of the streamed rows; the weights of the other terms are what they
+    cost per element on the CPU (``exodus-lightning bench sparse``, 2 cores: the scan with its
+    row clearing ~5, the delta scan ~4, the transpose ~12): products win from ~500 hidden
+    neurons at equal activity, dot products below and whenever few input entries are active."""
+    by_products = out_active * N_in + 5 * B * T * N_in
+    by_dots = in_active * N_out + 4 * B * T * N_out + 12 * N_out * N_in
+    return by_products <= by_dots
+
+
 def sparse_backward(active: ActiveSet, grad_spikes: Tensor, alpha: float, reset_scale: float, exact: bool,
                     delay: bool, trace: Optional[Tensor], weight: Optional[Tensor], input_mode: int,
-                    input_active: Optional[ActiveSet] = None) -> dict[str, Tensor]:
+                    input_active: Optional[ActiveSet] = None, input_path: str = "auto") -> dict[str, Tensor]:
     """Active-set backward of one fused Linear+LIF layer, on the device of ``grad_spikes``.
 
     Returns a dict with ``e`` (the error at the active entries; e-hat for ``exact``), ``grad_w``
@@ -396,8 +413,19 @@ def sparse_backward(active: ActiveSet, grad_spikes: Tensor, alpha: float, reset_
     or for ``input_mode`` 2 ``grad_x`` (dL/dx written only at ``input_active``'s entries, zero
     elsewhere — exact for the upstream gradient because the layer below multiplies by its own
     truncated surrogate, zero off its active set) and ``workspace_bytes`` (a CPU scalar: the bytes of
-    the kernels' workspace — delta at the needed times, and on the CPU the transposed weight).
+    the kernels' workspace — delta at the needed times, and on the CPU the transposed weight; or the
+    product path's lists of errors by time).
+
+    ``input_path`` picks how the CPU library computes the sparse input gradient (the CUDA drivers
+    always use dot products): ``"dots"`` — delta at the times the input layer needs, then one dot
+    product with a row of ``W^T`` per active input entry (suppl. C); ``"products"`` — since every
+    neuron decays by the same alpha, ``sum_j W[j, i] g_v[b, t, j]`` obeys the same reverse scan as
+    ``g_v``, so it is accumulated from one row of ``W`` per active *output* entry (no delta, no
+    transposed weight); ``"auto"`` (default) — the cheaper of the two
+    (:func:`products_are_cheaper`).  Both give the same gradient up to float rounding.
     """
+    if input_path not in _INPUT_PATHS:
+        raise ValueError(f"input_path must be one of {_INPUT_PATHS}, got {input_path!r}")
     check_tensor(grad_spikes, "grad_spikes")
     B, T, N = active.shape
     if tuple(grad_spikes.shape) != (B, T, N):
@@ -466,6 +494,20 @@ def sparse_backward(active: ActiveSet, grad_spikes: Tensor, alpha: float, reset_
             args.need_offsets, args.need_times, args.need_index = (
                 _ptr(need_offsets), _ptr(need_times), _ptr(need_index))
             keep += [need_offsets, need_times, need_index]
+            workspace_bytes = workspace.numel() * workspace.element_size()
+            keep.append(workspace)
+        elif input_path == "products" or (input_path == "auto" and products_are_cheaper(
+                B, T, N, N_in, active.count, input_active.count)):
+            # mode 3: rows of W at the active output entries; the library's only workspace is, per
+            # thread, one sample's errors (row pointer + value) and active inputs bucketed by time,
+            # three (T + 1) index arrays and two rows of N_in (counted here for an average sample)
+            w = weight.detach().to(dt).contiguous()
+            args.input_mode, args.w = 3, _ptr(w)
+            n_threads = max(1, min(lib.max_threads(), B))
+            size = grad_spikes.element_size()
+            per_thread = (-(-active.count // max(B, 1)) * (8 + size) + -(-input_active.count // max(B, 1)) * 4
+                          + 3 * (T + 1) * 8 + 2 * N_in * size)
+            workspace_bytes = n_threads * per_thread
         else:
             # W as it is: the library transposes it into the workspace's tail (rows of W^T make the
             # dot products over j contiguous), in parallel and cache-blocked.
@@ -473,10 +515,12 @@ def sparse_backward(active: ActiveSet, grad_spikes: Tensor, alpha: float, reset_
             n_ws = max(1, min(lib.max_threads(), B))
             workspace = torch.empty(n_ws * T * N + N_in * N, dtype=dt, device=dev)
             args.w, args.workspace, args.n_workspaces = _ptr(w), _ptr(workspace), n_ws
-        keep += [w, workspace]
+            workspace_bytes = workspace.numel() * workspace.element_size()
+            keep.append(workspace)
+        keep.append(w)
         out["grad_x"] = grad_x
         # the delta workspace (on the CPU also the transposed weight); W itself is the caller's
-        out["workspace_bytes"] = torch.tensor(workspace.numel() * workspace.element_size())
+        out["workspace_bytes"] = torch.tensor(workspace_bytes)
     lib.backward(args)
     # Freeing the workspaces while the kernels run is safe: they were allocated on the stream the
     # kernels run on, and the caching allocator reuses a block only in that stream's order.

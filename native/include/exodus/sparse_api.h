@@ -33,7 +33,8 @@ extern "C" {
 #define EXODUS_SPARSE_API __attribute__((visibility("default")))
 #endif
 
-#define EXODUS_SPARSE_ABI_VERSION 2
+/* 2: device and stream at the end of every struct; 3: backward input_mode 3 (CPU). */
+#define EXODUS_SPARSE_ABI_VERSION 3
 
 typedef struct exodus_sparse_forward_args {
     int64_t B, T, N;
@@ -86,7 +87,10 @@ typedef struct exodus_sparse_backward_args {
     const void* trace;      /* (B, T, N_in) or NULL: no weight gradient */
     void* grad_w;           /* (N_out, N_in) out (overwritten) or NULL */
     /* input gradient: mode 0 none; 1 dense delta (B, T, N_out) written to delta (all times);
-     * 2 sparse: dL/dx written only at the input layer's active entries (in_offsets/in_times). */
+     * 2 sparse: dL/dx written only at the input layer's active entries (in_offsets/in_times), by
+     * dot products with delta at the needed times (rows of W^T: one per active input entry);
+     * 3 (CPU library only) the same dL/dx by products (rows of W: one per active output entry,
+     * then a reverse scan over time); needs w, in_offsets, in_times and grad_x, no workspace. */
     int32_t input_mode;
     void* delta;            /* mode 1: (B, T, N_out) out */
     const void* w_t;        /* mode 2, CPU: (N_in, N_out) W transposed, contiguous; or NULL: the CPU

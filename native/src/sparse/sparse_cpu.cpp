@@ -125,11 +125,14 @@ int32_t exodus_sparse_backward(const exodus_sparse_backward_args* a) {
         check_dims(a->B, a->T, a->N_out, a->dtype);
         require(a->N_in >= 0, "negative N_in");
         require(a->offsets && a->e, "backward: offsets and e are required");
-        require(a->input_mode >= 0 && a->input_mode <= 2, "backward: input_mode must be 0, 1 or 2");
+        require(a->input_mode >= 0 && a->input_mode <= 3, "backward: input_mode must be 0, 1, 2 or 3");
         if (a->input_mode == 1) require(a->delta != nullptr, "backward: input_mode 1 needs delta");
         if (a->input_mode == 2)
             require((a->w_t || a->w) && a->in_offsets && a->workspace && a->grad_x && a->n_workspaces > 0,
                     "backward: input_mode 2 needs w_t or w, in_offsets, workspace and grad_x");
+        if (a->input_mode == 3)
+            require(a->w && a->in_offsets && a->in_times && a->grad_x,
+                    "backward: input_mode 3 needs w, in_offsets, in_times and grad_x");
         EXODUS_SPARSE_RUN(backward, *a);
     });
 }
