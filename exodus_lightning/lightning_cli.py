@@ -15,13 +15,14 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import Logger, WandbLogger
 
 import exodus_lightning.callbacks  # noqa: F401  (short class names resolve in configs)
+from exodus_lightning.callbacks import SlurmAutoRequeue
 import exodus_lightning.models  # noqa: F401
 import exodus_lightning.nn  # noqa: F401
 from exodus_lightning.tracking import wandb_mode
@@ -94,7 +95,8 @@ def default_logger_config(project: str = "exodus-lightning", save_dir: Optional[
 
 
 class ExodusCLI(LightningCLI):
-    """LightningCLI with W&B as the default logger and per-run config saving."""
+    """LightningCLI with W&B as the default logger, per-run config saving and, under Slurm, the
+    DDP-safe auto-requeue (:class:`~exodus_lightning.callbacks.SlurmAutoRequeue`)."""
 
     def __init__(self, args: Optional[list[str]] = None, run: bool = True, **kwargs) -> None:
         kwargs.setdefault("save_config_callback", RunConfigSaver)
@@ -108,6 +110,14 @@ class ExodusCLI(LightningCLI):
             run=run,
             **kwargs,
         )
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        trainer = super().instantiate_trainer(**kwargs)
+        # inert outside a Slurm batch job; replaces Lightning's in-handler checkpoint, which can
+        # deadlock DDP (see SlurmAutoRequeue)
+        if not any(isinstance(c, SlurmAutoRequeue) for c in trainer.callbacks):
+            trainer.callbacks.append(SlurmAutoRequeue())
+        return trainer
 
 
 def cli_main(argv: Optional[list[str]] = None) -> int:

@@ -10,9 +10,11 @@ The script (see :func:`render_sbatch`) has
 
 * ``--nodes`` = ``Trainer(num_nodes)``, ``--ntasks-per-node`` = ``Trainer(devices)`` = ``--gpus-per-node``
   (one task per GPU; ``--cpu``: no GPUs, ``accelerator=cpu``), ``--cpus-per-task``;
-* ``--signal=SIGUSR1@90 --requeue --open-mode=append``: Lightning's ``SLURMEnvironment`` catches
-  SIGUSR1 90 s before the time limit, writes ``<run dir>/hpc_ckpt_<n>.ckpt``, requeues the job and
-  the restarted job resumes from it; the log file keeps growing across restarts;
+* ``--signal=SIGUSR1@90 --requeue --open-mode=append``: SIGUSR1 arrives 90 s before the time limit;
+  :class:`~exodus_lightning.callbacks.SlurmAutoRequeue` (added by ``exodus-lightning fit``; DDP-safe,
+  unlike Lightning's in-handler save) writes ``<run dir>/hpc_ckpt_<n>.ckpt`` on all ranks at the next
+  batch end, requeues the job, and the restarted job resumes from it; the log file keeps growing
+  across restarts;
 * a stable run directory ``runs/$SLURM_JOB_ID`` (``--trainer.default_root_dir``) and W&B run id
   ``exo-$SLURM_JOB_ID`` (``WANDB_RUN_ID``, ``WANDB_RESUME=allow``): a requeued job keeps its job id,
   so it continues the same run in the same folder;
