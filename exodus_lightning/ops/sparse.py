@@ -485,41 +485,42 @@ def sparse_backward(active: ActiveSet, grad_spikes: Tensor, alpha: float, reset_
         grad_x = (torch.zeros if lib.device_drivers else torch.empty)(B, T, N_in, dtype=dt, device=dev)
         args.grad_x = _ptr(grad_x)
         args.in_offsets, args.in_times = _ptr(input_active.offsets), _ptr(input_active.times)
+        # W itself for every path: the CUDA threads along i read its rows coalesced, the CPU product
+        # path reads a row per active output entry, the CPU dot-product path transposes it
+        w = weight.detach().to(dt).contiguous()
+        args.w = _ptr(w)
+        keep.append(w)
+        workspace: Optional[Tensor] = None
         if lib.device_drivers:
-            # W itself (threads along i read its rows coalesced) and delta at each sample's needed times.
-            w = weight.detach().to(dt).contiguous()
+            # delta at each sample's needed times
             need_offsets, need_times, need_index = needed_times(input_active)
             workspace = torch.empty(max(int(need_offsets[-1]), 1), N, dtype=dt, device=dev)
-            args.w, args.delta_needed = _ptr(w), _ptr(workspace)
+            args.delta_needed = _ptr(workspace)
             args.need_offsets, args.need_times, args.need_index = (
                 _ptr(need_offsets), _ptr(need_times), _ptr(need_index))
             keep += [need_offsets, need_times, need_index]
-            workspace_bytes = workspace.numel() * workspace.element_size()
-            keep.append(workspace)
         elif input_path == "products" or (input_path == "auto" and products_are_cheaper(
                 B, T, N, N_in, active.count, input_active.count)):
-            # mode 3: rows of W at the active output entries; the library's only workspace is, per
-            # thread, one sample's errors (row pointer + value) and active inputs bucketed by time,
-            # three (T + 1) index arrays and two rows of N_in (counted here for an average sample)
-            w = weight.detach().to(dt).contiguous()
-            args.input_mode, args.w = 3, _ptr(w)
+            # mode 3: the library's only workspace is, per thread, one sample's errors (row pointer +
+            # value) and active inputs (int64) bucketed by time, three (T + 1) int64 index arrays and
+            # the scan's row of N_in (counted here for an average sample)
+            args.input_mode = 3
             n_threads = max(1, min(lib.max_threads(), B))
             size = grad_spikes.element_size()
-            per_thread = (-(-active.count // max(B, 1)) * (8 + size) + -(-input_active.count // max(B, 1)) * 4
-                          + 3 * (T + 1) * 8 + 2 * N_in * size)
-            workspace_bytes = n_threads * per_thread
+            per_sample_out, per_sample_in = -(-active.count // max(B, 1)), -(-input_active.count // max(B, 1))
+            workspace_bytes = n_threads * (per_sample_out * (8 + size) + per_sample_in * 8 + 3 * (T + 1) * 8
+                                           + N_in * size)
         else:
-            # W as it is: the library transposes it into the workspace's tail (rows of W^T make the
-            # dot products over j contiguous), in parallel and cache-blocked.
-            w = weight.detach().to(dt).contiguous()
+            # per-thread delta at the needed times; the library transposes W into the tail (rows of
+            # W^T make the dot products over j contiguous), in parallel and cache-blocked
             n_ws = max(1, min(lib.max_threads(), B))
             workspace = torch.empty(n_ws * T * N + N_in * N, dtype=dt, device=dev)
-            args.w, args.workspace, args.n_workspaces = _ptr(w), _ptr(workspace), n_ws
+            args.workspace, args.n_workspaces = _ptr(workspace), n_ws
+        if workspace is not None:
             workspace_bytes = workspace.numel() * workspace.element_size()
             keep.append(workspace)
-        keep.append(w)
         out["grad_x"] = grad_x
-        # the delta workspace (on the CPU also the transposed weight); W itself is the caller's
+        # W itself is the caller's and not counted
         out["workspace_bytes"] = torch.tensor(workspace_bytes)
     lib.backward(args)
     # Freeing the workspaces while the kernels run is safe: they were allocated on the stream the
