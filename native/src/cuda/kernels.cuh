@@ -13,17 +13,12 @@
 #include "exodus/common.h"
 #include "exodus/lif.h"
 #include "exodus/surrogate.h"
+#include "../cuda/launch_grid.cuh"
 
 namespace exodus {
 namespace cuda_driver {
 
-constexpr unsigned kThreads = 256;
-constexpr int64_t kMaxBlocks = 65535;  // grid-stride beyond this
-
-template <typename A, typename T>
-__device__ __forceinline__ A load(const void* p, int64_t i) {
-    return A(static_cast<const T*>(p)[i]);
-}
+using namespace exodus::launch;  // kThreads, grid_for, first_index, grid_step, load, store
 
 template <typename A>
 __device__ __forceinline__ A param(const void* p, int32_t per_neuron, int64_t n) {
@@ -34,10 +29,9 @@ template <typename T>
 __global__ void lif_forward_kernel(exodus_lif_forward_args a) {
     using A = typename AccumOf<T>::type;
     const int64_t total = a.B * a.N;
-    const int64_t step = int64_t(blockDim.x) * gridDim.x;
     const LifModes m{a.reset_mode, a.max_spikes, a.has_clamp, a.norm_input, a.beta != nullptr};
     const A v_min = A(a.v_min);
-    for (int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; idx < total; idx += step) {
+    for (int64_t idx = first_index(); idx < total; idx += grid_step()) {
         const int64_t b = idx / a.N;
         const int64_t n = idx - b * a.N;
         const A alpha = param<A>(a.alpha, a.alpha_per_neuron, n);
@@ -64,12 +58,11 @@ template <typename T>
 __global__ void lif_backward_kernel(exodus_lif_backward_args a) {
     using A = typename AccumOf<T>::type;
     const int64_t total = a.B * a.N;
-    const int64_t step = int64_t(blockDim.x) * gridDim.x;
     const LifModes m{a.reset_mode, a.max_spikes, a.has_clamp, a.norm_input, a.beta != nullptr};
     const SurrogateSpec sp{a.surrogate_id, a.surrogate_p0, a.surrogate_p1, a.surrogate_p2};
     const A v_min = A(a.v_min);
     const A norm = a.norm_input ? A(1) : A(0);
-    for (int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; idx < total; idx += step) {
+    for (int64_t idx = first_index(); idx < total; idx += grid_step()) {
         const int64_t b = idx / a.N;
         const int64_t n = idx - b * a.N;
         const A alpha = param<A>(a.alpha, a.alpha_per_neuron, n);
@@ -109,8 +102,7 @@ template <typename T>
 __global__ void leaky_forward_kernel(exodus_leaky_forward_args a) {
     using A = typename AccumOf<T>::type;
     const int64_t total = a.B * a.N;
-    const int64_t step = int64_t(blockDim.x) * gridDim.x;
-    for (int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; idx < total; idx += step) {
+    for (int64_t idx = first_index(); idx < total; idx += grid_step()) {
         const int64_t b = idx / a.N;
         const int64_t n = idx - b * a.N;
         const A alpha = param<A>(a.alpha, a.alpha_per_neuron, n);
@@ -128,9 +120,8 @@ template <typename T>
 __global__ void leaky_backward_kernel(exodus_leaky_backward_args a) {
     using A = typename AccumOf<T>::type;
     const int64_t total = a.B * a.N;
-    const int64_t step = int64_t(blockDim.x) * gridDim.x;
     const A norm = a.norm_input ? A(1) : A(0);
-    for (int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; idx < total; idx += step) {
+    for (int64_t idx = first_index(); idx < total; idx += grid_step()) {
         const int64_t b = idx / a.N;
         const int64_t n = idx - b * a.N;
         const A alpha = param<A>(a.alpha, a.alpha_per_neuron, n);
@@ -149,11 +140,6 @@ __global__ void leaky_backward_kernel(exodus_leaky_backward_args a) {
         if (a.grad_v0) static_cast<T*>(a.grad_v0)[idx] = T(alpha * g);
         if (a.grad_alpha) static_cast<T*>(a.grad_alpha)[idx] = T(g_alpha);
     }
-}
-
-inline dim3 grid_for(int64_t B, int64_t N) {
-    const int64_t blocks = (B * N + kThreads - 1) / kThreads;
-    return dim3(unsigned(std::min<int64_t>(std::max<int64_t>(blocks, 1), kMaxBlocks)));
 }
 
 }  // namespace cuda_driver

@@ -23,19 +23,5 @@ install(TARGETS exodus_event_emulation LIBRARY DESTINATION ${EXODUS_LIB_DESTINAT
 # by native/CMakeLists.txt before this file is included). Two kernels per dtype: compile time stays
 # small next to libexodus_native_cuda's even with every CUDA 13 architecture.
 if(EXODUS_CUDA_BUILT)
-  add_library(exodus_event_cuda SHARED ${CMAKE_CURRENT_SOURCE_DIR}/src/event/event_cuda.cu)
-  set_target_properties(exodus_event_cuda PROPERTIES
-    CUDA_ARCHITECTURES "${EXODUS_CUDA_ARCHITECTURES}"
-    CUDA_RUNTIME_LIBRARY Static
-    CUDA_STANDARD 17 CUDA_STANDARD_REQUIRED ON
-    # Only the EXODUS_EVENT_API entry points: the inline helpers (and the error string) must not
-    # be merged with same-named symbols of the other CUDA libraries loaded in the process.
-    CUDA_VISIBILITY_PRESET hidden)
-  target_include_directories(exodus_event_cuda PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/include)
-  string(REPLACE ";" " " _exodus_event_arch_text "${EXODUS_CUDA_ARCHITECTURES}")
-  target_compile_definitions(exodus_event_cuda PRIVATE EXODUS_CUDA_ARCH_LIST="${_exodus_event_arch_text}")
-  # --fmad=false: no FMA contraction on the device either, so spikes match the CPU bit for bit.
-  target_compile_options(exodus_event_cuda PRIVATE
-    $<$<COMPILE_LANGUAGE:CUDA>:--fmad=false -O3 --expt-relaxed-constexpr -Xcompiler=-ffp-contract=off>)
-  install(TARGETS exodus_event_cuda LIBRARY DESTINATION ${EXODUS_LIB_DESTINATION})
+  exodus_add_cuda_library(exodus_event_cuda ${CMAKE_CURRENT_SOURCE_DIR}/src/event/event_cuda.cu)
 endif()

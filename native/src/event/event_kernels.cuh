@@ -11,31 +11,20 @@
 #include "exodus/common.h"
 #include "exodus/event_api.h"
 #include "exodus/event_neuron.h"
+#include "../cuda/launch_grid.cuh"
 
 namespace exodus {
 namespace event_driver {
 
-constexpr unsigned kThreads = 256;
-constexpr int64_t kMaxBlocks = 65535;  // grid-stride beyond this
-
-template <typename A, typename T>
-__device__ __forceinline__ A load(const void* p, int64_t i) {
-    return A(static_cast<const T*>(p)[i]);
-}
-
-template <typename T, typename A>
-__device__ __forceinline__ void store(void* p, int64_t i, A v) {
-    static_cast<T*>(p)[i] = T(v);
-}
+using namespace exodus::launch;  // kThreads, grid_for, first_index, grid_step, load, store
 
 template <typename T>
 __global__ void srm_forward_kernel(exodus_event_srm_forward_args a) {
     using A = typename AccumOf<T>::type;
     const int64_t total = a.B * a.N;
-    const int64_t step = int64_t(blockDim.x) * gridDim.x;
     // Rounded once to the arithmetic type, as the CPU driver rounds them to the data type.
     const A am = A(a.decay_m), as = A(a.decay_s), ag = A(a.decay_g), kappa = A(a.kappa), theta = A(a.theta);
-    for (int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; idx < total; idx += step) {
+    for (int64_t idx = first_index(); idx < total; idx += grid_step()) {
         const int64_t b = idx / a.N;
         const int64_t n = idx - b * a.N;
         A m = A(0), q = A(0), g = A(0), up = A(0);
@@ -55,10 +44,9 @@ template <typename T>
 __global__ void srm_backward_kernel(exodus_event_srm_backward_args a) {
     using A = typename AccumOf<T>::type;
     const int64_t total = a.B * a.N;
-    const int64_t step = int64_t(blockDim.x) * gridDim.x;
     const bool clip = a.max_dudt_inv > 0.0;
     const A lim = clip ? A(a.max_dudt_inv) : A(0);
-    for (int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; idx < total; idx += step) {
+    for (int64_t idx = first_index(); idx < total; idx += grid_step()) {
         const int64_t b = idx / a.N;
         const int64_t n = idx - b * a.N;
         A wf = A(0), inf = A(0);
@@ -78,11 +66,6 @@ __global__ void srm_backward_kernel(exodus_event_srm_backward_args a) {
             store<T>(a.e_in, off, e_in);
         }
     }
-}
-
-inline dim3 grid_for(int64_t B, int64_t N) {
-    const int64_t blocks = (B * N + kThreads - 1) / kThreads;
-    return dim3(unsigned(std::min<int64_t>(std::max<int64_t>(blocks, 1), kMaxBlocks)));
 }
 
 }  // namespace event_driver

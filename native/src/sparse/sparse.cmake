@@ -25,15 +25,5 @@ install(TARGETS exodus_sparse_emulation LIBRARY DESTINATION ${EXODUS_LIB_DESTINA
 # spikes and active sets equal to the CPU's bit for bit; the CUDA runtime is linked statically.
 # float32 and float64 only and ten small kernels: a small share of the CI's compile time.
 if(EXODUS_CUDA_BUILT)
-  add_library(exodus_sparse_cuda SHARED src/sparse/sparse_cuda.cu)
-  set_target_properties(exodus_sparse_cuda PROPERTIES
-    CUDA_ARCHITECTURES "${EXODUS_CUDA_ARCHITECTURES}"
-    CUDA_RUNTIME_LIBRARY Static
-    CUDA_VISIBILITY_PRESET hidden)  # export the C entry points only
-  target_include_directories(exodus_sparse_cuda PRIVATE include)
-  string(REPLACE ";" " " _exodus_sparse_arch_text "${EXODUS_CUDA_ARCHITECTURES}")
-  target_compile_definitions(exodus_sparse_cuda PRIVATE EXODUS_CUDA_ARCH_LIST="${_exodus_sparse_arch_text}")
-  target_compile_options(exodus_sparse_cuda PRIVATE
-    $<$<COMPILE_LANGUAGE:CUDA>:--fmad=false -O3 --expt-relaxed-constexpr -Xcompiler=-ffp-contract=off>)
-  install(TARGETS exodus_sparse_cuda LIBRARY DESTINATION ${EXODUS_LIB_DESTINATION})
+  exodus_add_cuda_library(exodus_sparse_cuda ${CMAKE_CURRENT_SOURCE_DIR}/src/sparse/sparse_cuda.cu)
 endif()

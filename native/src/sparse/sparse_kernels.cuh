@@ -21,20 +21,15 @@
 
 #include "exodus/sparse_api.h"
 #include "exodus/sparse_neuron.h"
+#include "../cuda/launch_grid.cuh"
 
 namespace exodus {
 namespace sparse_driver {
 
-constexpr unsigned kThreads = 256;
-constexpr int64_t kMaxBlocks = 65535;  // grid-stride beyond this
-
-inline dim3 grid_for(int64_t total) {
-    const int64_t blocks = (total + kThreads - 1) / kThreads;
-    return dim3(unsigned(std::min<int64_t>(std::max<int64_t>(blocks, 1), kMaxBlocks)));
-}
-
-__device__ __forceinline__ int64_t first_index() { return int64_t(blockIdx.x) * blockDim.x + threadIdx.x; }
-__device__ __forceinline__ int64_t grid_step() { return int64_t(blockDim.x) * gridDim.x; }
+using exodus::launch::first_index;
+using exodus::launch::grid_for;
+using exodus::launch::grid_step;
+using exodus::launch::kThreads;
 
 template <typename T>
 __global__ void forward_kernel(exodus_sparse_forward_args a) {
