@@ -7,7 +7,10 @@ import re
 
 import torch
 
+import pytest
+
 from exodus_lightning.bench.lif import copy_bandwidth, saved_bytes
+from exodus_lightning.bench.sparse import paired_speedup
 from exodus_lightning.cli import main
 from exodus_lightning.functional import lif
 
@@ -39,3 +42,20 @@ def test_cli_rejects_unknown_command(capsys):
     assert "unknown command 'fly'" in capsys.readouterr().err
     assert main(["bench", "nothing"]) == 2
     assert "unknown benchmark 'nothing'" in capsys.readouterr().err
+
+
+def test_bench_sparse_prints_a_row_per_size_and_activity(capsys):
+    assert main(["bench", "sparse", "--batch", "2", "--steps", "12", "--hidden", "40", "--activity", "0.05", "0.5",
+                 "--repeats", "1"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.strip().startswith("40 ")]
+    assert len(rows) == 2, rows
+    for row in rows:
+        assert row[4].endswith("x") and float(row[4][:-1]) > 0  # speed-up
+        assert row[-1].endswith("%")  # memory saved
+
+
+def test_paired_speedup_is_the_median_of_same_round_ratios():
+    # a slow round (the machine busy) raises both times of that round; its ratio stays in line
+    assert paired_speedup([100.0, 300.0, 110.0], [10.0, 30.0, 11.0]) == pytest.approx(10.0)
+    with pytest.raises(ValueError, match="equal length"):
+        paired_speedup([1.0], [1.0, 2.0])

@@ -200,6 +200,29 @@ def test_sparse_input_gradient_both_delta_paths_equal_naive(needed, exact, dtype
     assert ref_gx.abs().sum() > 0 and int(in_mask.sum()) > 0
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_weight_gradient_over_sample_blocks_equals_trace_formula(dtype):
+    """A sample's input trace larger than the weight gradient's block (4 MB: here 2.8 MB in float32,
+    5.6 MB in float64, so one sample per block) makes the library sum dW block by block — dW
+    zeroed by the first block, which has nothing active here, and added to by the others.  The
+    result is still sum over active entries of e * trace (float64 reference)."""
+    g = torch.Generator().manual_seed(11)
+    B, T, N, N_in, alpha = 3, 20, 6, 35_000, 0.9
+    v = 1 + 0.4 * torch.randn(B, T, N, generator=g, dtype=D)
+    mask = (v - 1).abs() < 0.2
+    mask[0] = False  # the first block adds nothing: the zeroing must not depend on it
+    f = S.truncated_surrogate(v, 1.0, BETA, 0.2)
+    gs = torch.randn(B, T, N, generator=g, dtype=D)
+    trace = torch.rand(B, T, N_in, generator=g, dtype=D)  # the kernel only reads its rows
+    e = torch.where(mask, gs * f, torch.zeros((), dtype=D))
+    ref_gw = torch.einsum("btj,bti->ji", e, trace)
+    out = ops.sparse_backward(ops.active_set_from_mask(mask, f, dtype), gs.to(dtype), alpha, 1.0, False, True,
+                              trace.to(dtype), None, 0)
+    tol = dict(rtol=1e-11, atol=1e-12) if dtype == torch.float64 else dict(rtol=2e-5, atol=2e-5)
+    torch.testing.assert_close(out["grad_w"].double(), ref_gw, **tol)
+    assert ref_gw.abs().sum() > 0
+
+
 @pytest.mark.parametrize("delay", [False, True])
 def test_input_gradient_by_products_without_delay_and_auto_choice(delay, monkeypatch):
     """Without the one-step delay dL/dx[t] = sum_j W[j, i] g_v[t, j] (not g_v[t + 1]): the product

@@ -7,7 +7,10 @@ Like the paper's timing protocol, the timed layer is a hidden layer whose input 
 layer (N_in = N_out = hidden): the input gradient is written at the input layer's active entries.
 The membrane and the active sets are synthetic, with an exact fraction ``rho`` of active entries
 in both layers, so the activity is controlled; the kernels are the ones the layer runs.  Sparse
-and dense are timed round-robin in the same run (the machine is shared and noisy); medians.
+and dense are timed round-robin in the same run (the machine is shared and noisy): the times are
+medians over the rounds, and the speed-up is the median over the rounds of dense / sparse of the
+same round (:func:`paired_speedup`), timed back to back, so that the slow swings of a shared
+machine's load cancel in each ratio instead of landing on one side of it.
 
 Memory (CPU: no allocator statistics, so bytes are counted from the tensors themselves):
 "kept" = what each backend keeps from the forward for the backward (dense: membrane + input;
@@ -74,6 +77,18 @@ def _time(fn) -> float:
     return time.perf_counter() - t0
 
 
+def paired_speedup(dense_s: list[float], sparse_s: list[float]) -> float:
+    """Median over rounds i of ``dense_s[i] / sparse_s[i]`` (both timed in round i).
+
+    >>> paired_speedup([10.0, 30.0, 12.0], [1.0, 2.0, 1.0])
+    12.0
+    """
+    if len(dense_s) != len(sparse_s) or not dense_s:
+        raise ValueError(f"dense_s and sparse_s must be non-empty and of equal length, got "
+                         f"{len(dense_s)} and {len(sparse_s)}")
+    return statistics.median(d / s for d, s in zip(dense_s, sparse_s))
+
+
 def run(B: int, T: int, hidden: tuple[int, ...], activity: tuple[float, ...], repeats: int) -> list[dict]:
     rows = []
     for N in hidden:
@@ -93,7 +108,8 @@ def run(B: int, T: int, hidden: tuple[int, ...], activity: tuple[float, ...], re
             bwd_dense = _nbytes(*d)
             bwd_sparse = _nbytes(out["e"], out["grad_w"], out["grad_x"]) + int(out["workspace_bytes"])
             rows.append({"N": N, "rho": rho, "measured_rho": c["active"].fraction, "sparse": statistics.median(ts),
-                         "dense": statistics.median(td), "kept_dense": kept_dense, "kept_sparse": kept_sparse,
+                         "dense": statistics.median(td), "speedup": paired_speedup(td, ts),
+                         "kept_dense": kept_dense, "kept_sparse": kept_sparse,
                          "bwd_dense": bwd_dense, "bwd_sparse": bwd_sparse})
     return rows
 
@@ -107,7 +123,7 @@ def report(rows: list[dict], B: int, T: int) -> str:
         tot_d, tot_s = r["kept_dense"] + r["bwd_dense"], r["kept_sparse"] + r["bwd_sparse"]
         lines.append(
             f"{r['N']:>6} {100 * r['measured_rho']:8.2f} {1e3 * r['dense']:9.2f} {1e3 * r['sparse']:9.2f} "
-            f"{r['dense'] / r['sparse']:7.1f}x {r['kept_dense'] / 2**20:6.1f}/{r['kept_sparse'] / 2**20:<6.1f} "
+            f"{r['speedup']:7.1f}x {r['kept_dense'] / 2**20:6.1f}/{r['kept_sparse'] / 2**20:<6.1f} "
             f"{r['bwd_dense'] / 2**20:6.1f}/{r['bwd_sparse'] / 2**20:<6.1f} {100 * (1 - tot_s / tot_d):8.1f}%")
     return "\n".join(lines)
 
