@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import re
 
-import torch
-
 import pytest
+import torch
 
 from exodus_lightning.bench.lif import copy_bandwidth, saved_bytes
 from exodus_lightning.bench.sparse import paired_speedup
