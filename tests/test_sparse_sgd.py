@@ -223,6 +223,51 @@ def test_weight_gradient_over_sample_blocks_equals_trace_formula(dtype):
     assert ref_gw.abs().sum() > 0
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_row_sums_of_every_group_remainder_equal_reference(dtype, monkeypatch):
+    """The kernels add rows eight per pass and the remaining m mod 8 in one more pass (a pass per
+    remainder size): output neurons active 0 to ~40 times (dW rows) and times with 0 to ~20 active
+    output neurons (product-path rows) cover every remainder, with N_in = 37 leaving a SIMD tail.
+    dW and grad_x equal their float64 formulas.  Every float tensor the op allocates starts as NaN,
+    so an output element the kernels read before writing (dW's first block writes, never reads, the
+    fresh rows) or never write would show."""
+    g = torch.Generator().manual_seed(21)
+    B, T, N, N_in, alpha = 2, 48, 24, 37, 0.9
+    p = torch.linspace(0.0, 0.45, N, dtype=D)  # neuron j active with probability p[j]: counts 0 .. ~43
+    mask = torch.rand(B, T, N, generator=g, dtype=D) < p
+    mask[:, ::5] = False  # times with nothing active
+    assert set((mask.sum((0, 1)) % 8).tolist()) == set(range(8))
+    assert set((mask.sum(2).flatten() % 8).tolist()) == set(range(8))
+    v = torch.where(mask, 1 + 0.1 * torch.rand(B, T, N, generator=g, dtype=D), torch.full((), 2.0, dtype=D))
+    f = S.truncated_surrogate(v, 1.0, BETA, 0.2)
+    gs = torch.randn(B, T, N, generator=g, dtype=D)
+    trace = torch.rand(B, T, N_in, generator=g, dtype=D)
+    w = torch.randn(N, N_in, generator=g, dtype=D)
+    in_mask = torch.rand(B, T, N_in, generator=g) < 0.3
+    e = torch.where(mask, gs * f, torch.zeros((), dtype=D))
+    gv, delta = torch.zeros(B, N, dtype=D), torch.zeros(B, T, N, dtype=D)
+    for t in range(T - 1, -1, -1):
+        delta[:, t] = gv  # delay: dL/dx[t] = g_v[t + 1]
+        gv = e[:, t] + alpha * gv
+    ref_gw = torch.einsum("btj,bti->ji", e, trace)
+    ref_gx = torch.where(in_mask, delta @ w, torch.zeros((), dtype=D))
+    act, in_act = ops.active_set_from_mask(mask, f, dtype), ops.active_set_from_mask(in_mask, None, dtype)
+    empty = torch.empty
+
+    def nan_empty(*size, dtype=None, **kwargs):
+        t = empty(*size, dtype=dtype, **kwargs)
+        return t.fill_(float("nan")) if t.is_floating_point() else t
+
+    monkeypatch.setattr(torch, "empty", nan_empty)
+    out = ops.sparse_backward(act, gs.to(dtype), alpha, 1.0, False, True, trace.to(dtype), w.to(dtype), 2, in_act,
+                              input_path="products")
+    monkeypatch.undo()
+    tol = dict(rtol=1e-11, atol=1e-12) if dtype == torch.float64 else dict(rtol=2e-5, atol=2e-5)
+    torch.testing.assert_close(out["grad_w"].double(), ref_gw, **tol)
+    torch.testing.assert_close(out["grad_x"].double(), ref_gx, **tol)
+    assert torch.equal(out["grad_w"][0], torch.zeros_like(out["grad_w"][0]))  # neuron 0: never active
+
+
 @pytest.mark.parametrize("delay", [False, True])
 def test_input_gradient_by_products_without_delay_and_auto_choice(delay, monkeypatch):
     """Without the one-step delay dL/dx[t] = sum_j W[j, i] g_v[t, j] (not g_v[t + 1]): the product

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import ctypes
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import torch
@@ -256,13 +256,17 @@ class ActiveSet:
     """Active entries ``|V - V_th| < B_th`` of a ``(B, T, N)`` layer, as a CSR over (b, j).
 
     ``offsets[b * N + j] : offsets[b * N + j + 1]`` index ``times`` (int32, ascending) and
-    ``fvals`` (the truncated surrogate there).  The three tensors live on the layer's device.
-    Memory: 8 (B N + 1) + (4 + dtype size) |A| bytes instead of the dense membrane's B T N dtype size."""
+    ``fvals`` (the truncated surrogate there).  The three tensors live on the layer's device and are
+    not modified after construction.  Memory: 8 (B N + 1) + (4 + dtype size) |A| bytes instead of
+    the dense membrane's B T N dtype size."""
 
     offsets: Tensor
     times: Tensor
     fvals: Tensor
     shape: tuple[int, int, int]
+    # |A| once known (the constructors know it): each read of offsets[-1] is a tensor op, and on
+    # CUDA a synchronisation, which the backward would otherwise pay several times per call.
+    _count: Optional[int] = field(default=None, repr=False, compare=False)
 
     @property
     def device(self) -> torch.device:
@@ -270,8 +274,10 @@ class ActiveSet:
 
     @property
     def count(self) -> int:
-        """Number of active entries (synchronises with a CUDA device)."""
-        return int(self.offsets[-1])
+        """Number of active entries (synchronises with a CUDA device the first time)."""
+        if self._count is None:
+            self._count = int(self.offsets[-1])
+        return self._count
 
     @property
     def fraction(self) -> float:
@@ -326,7 +332,7 @@ def collect_active(v: Tensor, counts: Tensor, theta: float, b_th: float, beta_s:
     lib.collect(CollectArgs(B=B, T=T, N=N, dtype=_DTYPES[v.dtype], v=_ptr(v), theta=theta, b_th=b_th,
                             beta_s=beta_s, offsets=_ptr(offsets), times=_ptr(times), fvals=_ptr(fvals),
                             device=device, stream=stream))
-    return ActiveSet(offsets, times, fvals, (B, T, N))
+    return ActiveSet(offsets, times, fvals, (B, T, N), K)
 
 
 def active_set_from_mask(mask: Tensor, fvals: Optional[Tensor] = None, dtype: torch.dtype = torch.float64) -> ActiveSet:
@@ -346,7 +352,7 @@ def active_set_from_mask(mask: Tensor, fvals: Optional[Tensor] = None, dtype: to
     fv = torch.ones(max(K, 1), dtype=dtype, device=dev)
     if fvals is not None:
         fv[:K] = fvals[idx[:, 0], idx[:, 2], idx[:, 1]].to(dtype)
-    return ActiveSet(offsets, times, fv, (B, T, N))
+    return ActiveSet(offsets, times, fv, (B, T, N), K)
 
 
 def input_trace(x: Tensor, alpha: float, delay: bool) -> Tensor:
