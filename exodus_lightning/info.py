@@ -60,6 +60,18 @@ def _call_str(dll: ctypes.CDLL, name: str) -> Optional[str]:
     return out.decode() if out else ""
 
 
+def _symbol_prefix(name: str) -> str:
+    """Prefix of a library's C symbols: exodus_ and exodus_cuda_ for the core ones, exodus_<algo>_,
+    exodus_<algo>_cuda_ and exodus_<algo>_emu_ for the algorithm libraries."""
+    if name == _native.CPU_LIBRARY:
+        return "exodus_"
+    if name == _native.CUDA_LIBRARY:
+        return "exodus_cuda_"
+    if name == _native.EMULATION_LIBRARY:
+        return "exodus_emu_"
+    return name.replace("_emulation", "_emu") + "_"
+
+
 def library_report(name: str, purpose: str, required: bool) -> list[str]:
     """Lines describing one native library: where it is, whether it loads, what it was built with."""
     path = _native.find_library(name)
@@ -79,8 +91,7 @@ def library_report(name: str, purpose: str, required: bool) -> list[str]:
         return [f"{label}: BROKEN at {path}: {e}. Fix: reinstall exodus-lightning (pip install --force-reinstall "
                 "exodus-lightning)"]
     lines = [f"{label}: loaded from {path} ({purpose})"]
-    # The algorithm CUDA libraries (exodus_<algo>_cuda) export exodus_<algo>_cuda_build_info.
-    prefix = "exodus_cuda_" if name == _native.CUDA_LIBRARY else (name + "_" if name.endswith("_cuda") else "exodus_")
+    prefix = _symbol_prefix(name)
     abi = _call_int(dll, prefix + "abi_version")
     if abi is not None and name in (_native.CPU_LIBRARY, _native.CUDA_LIBRARY) and abi != _native.ABI_VERSION:
         lines.append(f"  ABI version {abi}, the Python package expects {_native.ABI_VERSION}: the package and the "

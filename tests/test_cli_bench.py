@@ -12,6 +12,7 @@ from exodus_lightning.bench.lif import copy_bandwidth, saved_bytes
 from exodus_lightning.bench.sparse import paired_speedup
 from exodus_lightning.cli import main
 from exodus_lightning.functional import lif
+from exodus_lightning.ops import sparse as ops
 
 
 def test_bench_lif_prints_ratios_for_every_backend(capsys):
@@ -50,7 +51,25 @@ def test_bench_sparse_prints_a_row_per_size_and_activity(capsys):
     assert len(rows) == 2, rows
     for row in rows:
         assert row[4].endswith("x") and float(row[4][:-1]) > 0  # speed-up
-        assert row[-1].endswith("%")  # memory saved
+        assert row[-2].endswith("%")  # memory saved
+        assert row[-1] == ops.library().available_isas()[-1]  # the kernels' copy: the best by default
+
+
+def test_bench_sparse_times_each_requested_kernel_copy_and_refuses_a_missing_one(capsys):
+    available = ops.library().available_isas()
+    assert main(["bench", "sparse", "--batch", "2", "--steps", "8", "--hidden", "24", "--activity", "0.1",
+                 "--repeats", "1", "--isa", *available]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.strip().startswith("24 ")]
+    assert [row[-1] for row in rows] == available
+    assert ops.library().isa() == available[-1]  # restored
+    missing = [isa for isa in ops.SparseLibrary.ISAS if isa not in available]
+    if missing:
+        with pytest.raises(SystemExit):
+            main(["bench", "sparse", "--isa", missing[0]])
+        assert f"--isa {missing[0]}: not available" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["bench", "sparse", "--isa", "neon"])
+    assert "invalid choice: 'neon'" in capsys.readouterr().err
 
 
 def test_paired_speedup_is_the_median_of_same_round_ratios():

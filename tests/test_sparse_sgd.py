@@ -17,6 +17,20 @@ D = torch.float64
 BETA = 100.0
 
 
+@pytest.fixture(params=ops.SparseLibrary.ISAS)
+def cpu_isa(request):
+    """Runs a test once per copy of the CPU kernels (baseline, AVX2, AVX-512: the same loops at
+    different vector widths, so different SIMD tails), skipping the copies this CPU lacks."""
+    lib = ops.library()
+    if request.param not in lib.available_isas():
+        pytest.skip(f"this CPU or build has no {request.param} copy of the sparse kernels "
+                    f"(available: {', '.join(lib.available_isas())})")
+    before = lib.isa()
+    lib.set_isa(request.param)
+    yield request.param
+    lib.set_isa(before)
+
+
 class _Spike(torch.autograd.Function):
     """Heaviside V > theta with the truncated surrogate (the reference's own formula)."""
 
@@ -72,6 +86,7 @@ def _run(layers, x):
     return x
 
 
+@pytest.mark.usefixtures("cpu_isa")
 @pytest.mark.parametrize("depth", [1, 2])
 @pytest.mark.parametrize("b_th", [0.05, 0.2, math.inf])
 @pytest.mark.parametrize("gradient", ["detached", "exact"])
@@ -145,6 +160,7 @@ def test_memoised_delta_equals_naive_sum():
     torch.testing.assert_close(out2["grad_x"], torch.where(in_mask, naive @ w, torch.zeros(())), rtol=1e-11, atol=1e-13)
 
 
+@pytest.mark.usefixtures("cpu_isa")
 @pytest.mark.parametrize("needed", ["few", "many"])
 @pytest.mark.parametrize("exact", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
@@ -200,6 +216,7 @@ def test_sparse_input_gradient_both_delta_paths_equal_naive(needed, exact, dtype
     assert ref_gx.abs().sum() > 0 and int(in_mask.sum()) > 0
 
 
+@pytest.mark.usefixtures("cpu_isa")
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_weight_gradient_over_sample_blocks_equals_trace_formula(dtype):
     """A sample's input trace larger than the weight gradient's block (4 MB: here 2.8 MB in float32,
@@ -223,6 +240,7 @@ def test_weight_gradient_over_sample_blocks_equals_trace_formula(dtype):
     assert ref_gw.abs().sum() > 0
 
 
+@pytest.mark.usefixtures("cpu_isa")
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_row_sums_of_every_group_remainder_equal_reference(dtype, monkeypatch):
     """The kernels add rows eight per pass and the remaining m mod 8 in one more pass (a pass per
@@ -268,6 +286,7 @@ def test_row_sums_of_every_group_remainder_equal_reference(dtype, monkeypatch):
     assert torch.equal(out["grad_w"][0], torch.zeros_like(out["grad_w"][0]))  # neuron 0: never active
 
 
+@pytest.mark.usefixtures("cpu_isa")
 @pytest.mark.parametrize("delay", [False, True])
 def test_input_gradient_by_products_without_delay_and_auto_choice(delay, monkeypatch):
     """Without the one-step delay dL/dx[t] = sum_j W[j, i] g_v[t, j] (not g_v[t + 1]): the product
@@ -327,6 +346,7 @@ def test_native_input_mode_3_checks_its_arguments():
         ops.library().backward(args)
 
 
+@pytest.mark.usefixtures("cpu_isa")
 def test_nothing_active_zero_gradient():
     layers = _net([6, 5, 4], [torch.zeros(5, 6, dtype=D), torch.zeros(4, 5, dtype=D)], 0.2)
     x = torch.ones(2, 10, 6, dtype=D, requires_grad=True)
@@ -338,6 +358,7 @@ def test_nothing_active_zero_gradient():
     assert torch.equal(x.grad, torch.zeros_like(x))
 
 
+@pytest.mark.usefixtures("cpu_isa")
 def test_float32_runs_and_matches_dense():
     torch.manual_seed(1)
     x = (torch.rand(2, 30, 8) < 0.3).float()
@@ -414,6 +435,73 @@ def test_bad_input_names_argument():
         S.SparseSNN(3, 2, lower_strength=-1.0)
     with pytest.raises(ValueError, match="b_th"):
         S.truncated_surrogate(torch.zeros(3), b_th=0.0)
+
+
+def test_cpu_isa_selection_and_its_errors():
+    """The copies of the CPU kernels: the best one runs unless asked; an unknown or missing copy is
+    refused with the names of the available ones; build_info names the copy in use."""
+    lib = ops.library()
+    available, before = lib.available_isas(), lib.isa()
+    assert available[0] == "baseline" and before in available
+    try:
+        for isa in available:
+            lib.set_isa(isa)
+            assert lib.isa() == isa and lib.build_info().endswith(f"(using {isa})")
+        lib.set_isa(None)
+        assert lib.isa() == available[-1]
+        with pytest.raises(ValueError, match="isa must be one of baseline, avx2, avx512"):
+            lib.set_isa("neon")
+        assert lib.isa() == available[-1]
+        for isa in set(ops.SparseLibrary.ISAS) - set(available):
+            with pytest.raises(ValueError, match=f"lacks {isa}.*available: baseline"):
+                lib.set_isa(isa)
+        set_isa = lib.dll.exodus_sparse_set_isa
+        assert set_isa(7) != 0 and b"isa must be -1" in lib.dll.exodus_sparse_last_error()
+    finally:
+        lib.set_isa(before)
+    with pytest.raises(NotImplementedError, match="CPU-library feature"):
+        ops.emulation_library().isa()
+
+
+def test_info_reports_the_sparse_library_build_and_the_copy_in_use():
+    from exodus_lightning.info import report
+
+    lines = report().splitlines()
+    at = next(i for i, line in enumerate(lines) if "libexodus_sparse.so: loaded from" in line)
+    assert lines[at + 1].strip().startswith("built with: cpu: C++17")
+    assert "isa baseline" in lines[at + 1] and lines[at + 1].endswith(f"(using {ops.library().isa()})")
+
+
+def test_unknown_isa_request_in_the_environment_warns():
+    import subprocess
+    import sys
+
+    code = "from exodus_lightning.ops import sparse; print(sparse.library().isa())"
+    r = subprocess.run([sys.executable, "-W", "always", "-c", code], capture_output=True, text=True,
+                       env={**__import__("os").environ, "EXODUS_SPARSE_ISA": "sse9"}, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "EXODUS_SPARSE_ISA='sse9'" in r.stderr and "available: baseline" in r.stderr
+    assert r.stdout.strip() == ops.library().available_isas()[-1]
+
+
+@pytest.mark.usefixtures("cpu_isa")
+def test_float32_forward_is_bitwise_the_reference_loop():
+    """Every copy computes the forward in the reference's operation order without FMA: float32
+    spikes and membranes equal a plain PyTorch float32 loop bit for bit (53 neurons: SIMD tails)."""
+    g = torch.Generator().manual_seed(5)
+    B, T, N, alpha, theta, rs = 3, 60, 53, math.exp(-1 / 7), 1.0, 0.8
+    h = (0.6 * torch.randn(B, T, N, generator=g)).float()
+    spikes, v_out, _ = ops.lif_forward(h, alpha, theta, rs, 0.2, BETA, True, True)
+    a, r = torch.tensor(alpha, dtype=torch.float32), torch.tensor(rs, dtype=torch.float32)
+    v, s_prev, h_prev = torch.zeros(B, N), torch.zeros(B, N), torch.zeros(B, N)
+    vs, ss = [], []
+    for t in range(T):
+        v = (a * v + h_prev) - r * s_prev  # one-step delay: h[t - 1] reaches V[t]
+        s = (v > theta).float()
+        vs.append(v), ss.append(s)
+        s_prev, h_prev = s, h[:, t]
+    assert torch.equal(v_out, torch.stack(vs, 1)) and torch.equal(spikes, torch.stack(ss, 1))
+    assert 0 < float(spikes.mean()) < 0.5
 
 
 def test_missing_library_raises_clear_error(monkeypatch):

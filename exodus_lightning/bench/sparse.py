@@ -10,7 +10,8 @@ in both layers, so the activity is controlled; the kernels are the ones the laye
 and dense are timed round-robin in the same run (the machine is shared and noisy): the times are
 medians over the rounds, and the speed-up is the median over the rounds of dense / sparse of the
 same round (:func:`paired_speedup`), timed back to back, so that the slow swings of a shared
-machine's load cancel in each ratio instead of landing on one side of it.
+machine's load cancel in each ratio instead of landing on one side of it.  ``--isa avx2 avx512``
+times those copies of the CPU kernels in the same rounds (a row each).
 
 Memory (CPU: no allocator statistics, so bytes are counted from the tensors themselves):
 "kept" = what each backend keeps from the forward for the backward (dense: membrane + input;
@@ -89,42 +90,64 @@ def paired_speedup(dense_s: list[float], sparse_s: list[float]) -> float:
     return statistics.median(d / s for d, s in zip(dense_s, sparse_s))
 
 
-def run(B: int, T: int, hidden: tuple[int, ...], activity: tuple[float, ...], repeats: int) -> list[dict]:
+def run(B: int, T: int, hidden: tuple[int, ...], activity: tuple[float, ...], repeats: int,
+        isas: tuple[Optional[str], ...] = (None,)) -> list[dict]:
+    """Rows of the table: per hidden size, activity and copy of the CPU kernels (``isas``: names of
+    :attr:`SparseLibrary.ISAS`, ``None`` the best), every copy and the dense step timed in the same
+    rounds, so the copies' times compare within a round as the speed-ups do."""
+    lib = ops.library()
+    before = lib.isa()
+    names = [isa or lib.available_isas()[-1] for isa in isas]
     rows = []
-    for N in hidden:
-        for rho in activity:
-            c = make_case(B, T, N, rho)
-            # Warm-up, round-robin like the timed runs: library load, OpenMP pool, and the
-            # allocator's adaptive thresholds (the first large allocations fault their pages in).
-            for _ in range(2):
-                out = sparse_step(c)
-                d = dense_step(c)
-            ts, td = [], []
-            for _ in range(repeats):
-                ts.append(_time(lambda: sparse_step(c)))
-                td.append(_time(lambda: dense_step(c)))
-            kept_dense = _nbytes(c["v"], c["x"])
-            kept_sparse = c["active"].nbytes() + _nbytes(c["trace"])
-            bwd_dense = _nbytes(*d)
-            bwd_sparse = _nbytes(out["e"], out["grad_w"], out["grad_x"]) + int(out["workspace_bytes"])
-            rows.append({"N": N, "rho": rho, "measured_rho": c["active"].fraction, "sparse": statistics.median(ts),
-                         "dense": statistics.median(td), "speedup": paired_speedup(td, ts),
-                         "kept_dense": kept_dense, "kept_sparse": kept_sparse,
-                         "bwd_dense": bwd_dense, "bwd_sparse": bwd_sparse})
+    try:
+        for N in hidden:
+            for rho in activity:
+                rows += _run_case(lib, make_case(B, T, N, rho), N, rho, names, repeats)
+    finally:
+        lib.set_isa(before)
     return rows
+
+
+def _run_case(lib: ops.SparseLibrary, c: dict, N: int, rho: float, isas: list[str], repeats: int) -> list[dict]:
+    def sparse_with(isa):
+        lib.set_isa(isa)
+        return sparse_step(c)
+
+    # Warm-up, round-robin like the timed runs: library load, OpenMP pool, and the allocator's
+    # adaptive thresholds (the first large allocations fault their pages in).
+    for _ in range(2):
+        for isa in isas:
+            out = sparse_with(isa)
+        d = dense_step(c)
+    # Each copy's sparse step right after a dense step of its own: every copy starts from the
+    # caches the dense step leaves (a copy timed after another would find the operands warm).
+    ts, td = {isa: [] for isa in isas}, {isa: [] for isa in isas}
+    for _ in range(repeats):
+        for isa in isas:
+            td[isa].append(_time(lambda: dense_step(c)))
+            ts[isa].append(_time(lambda: sparse_with(isa)))
+    kept_dense = _nbytes(c["v"], c["x"])
+    kept_sparse = c["active"].nbytes() + _nbytes(c["trace"])
+    bwd_dense = _nbytes(*d)
+    bwd_sparse = _nbytes(out["e"], out["grad_w"], out["grad_x"]) + int(out["workspace_bytes"])
+    return [{"N": N, "rho": rho, "isa": isa, "measured_rho": c["active"].fraction,
+             "sparse": statistics.median(ts[isa]), "dense": statistics.median(td[isa]),
+             "speedup": paired_speedup(td[isa], ts[isa]), "kept_dense": kept_dense, "kept_sparse": kept_sparse,
+             "bwd_dense": bwd_dense, "bwd_sparse": bwd_sparse} for isa in isas]
 
 
 def report(rows: list[dict], B: int, T: int) -> str:
     lines = [f"sparse vs dense backward of one Linear+LIF layer (N_in = N_out = hidden), B={B}, T={T}, float32, "
              f"B_th={B_TH}, CPU, torch threads {torch.get_num_threads()}",
              f"{'hidden':>6} {'active %':>8} {'dense ms':>9} {'sparse ms':>9} {'speed-up':>8} "
-             f"{'kept MB d/s':>13} {'bwd MB d/s':>13} {'mem saved':>9}"]
+             f"{'kept MB d/s':>13} {'bwd MB d/s':>13} {'mem saved':>9} {'kernels':>8}"]
     for r in rows:
         tot_d, tot_s = r["kept_dense"] + r["bwd_dense"], r["kept_sparse"] + r["bwd_sparse"]
         lines.append(
             f"{r['N']:>6} {100 * r['measured_rho']:8.2f} {1e3 * r['dense']:9.2f} {1e3 * r['sparse']:9.2f} "
             f"{r['speedup']:7.1f}x {r['kept_dense'] / 2**20:6.1f}/{r['kept_sparse'] / 2**20:<6.1f} "
-            f"{r['bwd_dense'] / 2**20:6.1f}/{r['bwd_sparse'] / 2**20:<6.1f} {100 * (1 - tot_s / tot_d):8.1f}%")
+            f"{r['bwd_dense'] / 2**20:6.1f}/{r['bwd_sparse'] / 2**20:<6.1f} {100 * (1 - tot_s / tot_d):8.1f}% "
+            f"{r['isa']:>8}")
     return "\n".join(lines)
 
 
@@ -137,12 +160,21 @@ def bench_sparse(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--activity", type=float, nargs="+", default=list(ACTIVITY),
                    help="fractions of active entries (default 0.005 ... 0.5)")
     p.add_argument("--repeats", type=int, default=3, help="timed repeats (median)")
+    p.add_argument("--isa", nargs="+", default=None, choices=ops.SparseLibrary.ISAS,
+                   help="copies of the CPU kernels to time, each in the same rounds (default: the best "
+                        "this CPU runs; `exodus-lightning info` lists the build's)")
     args = p.parse_args(argv)
     if args.batch < 1 or args.steps < 1 or args.repeats < 1 or min(args.hidden) < 1:
         p.error("--batch, --steps, --repeats and --hidden must be >= 1")
     if not all(0 < a <= 1 for a in args.activity):
         p.error("--activity values must lie in (0, 1]")
-    rows = run(args.batch, args.steps, tuple(args.hidden), tuple(args.activity), args.repeats)
+    if args.isa:
+        missing = [isa for isa in args.isa if isa not in ops.library().available_isas()]
+        if missing:
+            p.error(f"--isa {' '.join(missing)}: not available on this CPU or build "
+                    f"(available: {' '.join(ops.library().available_isas())})")
+    rows = run(args.batch, args.steps, tuple(args.hidden), tuple(args.activity), args.repeats,
+               tuple(args.isa) if args.isa else (None,))
     print(report(rows, args.batch, args.steps))
     return 0
 

@@ -20,12 +20,18 @@ by replacing :func:`for_device`).  The sums are deterministic on both devices (n
 element is written by one thread in a fixed order).  The CUDA drivers need workspaces the CPU does not
 (a table of ``alpha^n``, the needed times of the input layer per sample and the delta at those times),
 allocated here with the torch allocator on the tensors' device.
+
+The CPU library holds copies of its kernels for several instruction sets (baseline x86-64 / the
+build's target, AVX2, AVX-512; the same source at different vector widths) and runs the best one the
+CPU has; :meth:`SparseLibrary.set_isa` or ``$EXODUS_SPARSE_ISA`` picks another (tests, benchmarks).
 """
 
 from __future__ import annotations
 
 import ctypes
+import os
 import threading
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
@@ -37,7 +43,7 @@ from exodus_lightning import _native
 LIBRARY = "exodus_sparse"
 CUDA_LIBRARY = "exodus_sparse_cuda"
 EMULATION_LIBRARY = "exodus_sparse_emulation"
-ABI_VERSION = 3  # 3: input_mode 3 (input gradient by products, CPU)
+ABI_VERSION = 4  # 3: input_mode 3 (input gradient by products, CPU); 4: CPU isa selection
 
 # Exported-name prefix of each library (the same operations and argument structs in all three).
 _PREFIXES = {LIBRARY: "exodus_sparse_", CUDA_LIBRARY: "exodus_sparse_cuda_", EMULATION_LIBRARY: "exodus_sparse_emu_"}
@@ -141,12 +147,47 @@ class SparseLibrary:
         return int(fn())
 
     def build_info(self) -> str:
-        """Toolkit and architectures of the CUDA library ("" for the others)."""
+        """How the library was built: toolkit and architectures (CUDA), OpenMP and the kernel copies
+        (CPU: ``isa baseline+avx2+avx512 (using avx512)``); "" for the emulation."""
         fn = getattr(self.dll, self.prefix + "build_info", None)
         if fn is None:
             return ""
         fn.restype = ctypes.c_char_p
         return fn().decode()
+
+
+    # The copies of the CPU kernels (sparse_cpu.cpp): the same loops compiled for each ISA.
+    ISAS = ("baseline", "avx2", "avx512")
+
+    def _isa_fn(self, op: str):
+        fn = getattr(self.dll, self.prefix + op, None)
+        if fn is None:
+            raise NotImplementedError(f"{self.name} has one copy of its kernels; ISA selection is a CPU-library feature")
+        fn.restype = _i32
+        return fn
+
+    def available_isas(self) -> list[str]:
+        """The copies of the kernels this CPU and this build can run, slowest first."""
+        fn = self._isa_fn("isa_available")
+        fn.argtypes = [_i32]
+        return [name for i, name in enumerate(self.ISAS) if fn(i)]
+
+    def isa(self) -> str:
+        """The copy of the kernels in use: the best available one unless :meth:`set_isa` or
+        ``$EXODUS_SPARSE_ISA`` chose another."""
+        return self.ISAS[self._isa_fn("isa")()]
+
+    def set_isa(self, isa: Optional[str]) -> None:
+        """Run the kernels' ``isa`` copy (one of :attr:`ISAS`; ``None``: the best available) from now
+        on, for every thread.  The copies compute the same forward bit for bit; the backward's sums
+        may differ in rounding.  For tests and benchmarks: not safe while another thread runs them."""
+        if isa is not None and isa not in self.ISAS:
+            raise ValueError(f"set_isa: isa must be one of {', '.join(self.ISAS)} or None (the best), got {isa!r}")
+        fn = self._isa_fn("set_isa")
+        fn.argtypes = [_i32]
+        if fn(-1 if isa is None else self.ISAS.index(isa)) != 0:
+            msg = (getattr(self.dll, self.prefix + "last_error")() or b"").decode("utf-8", "replace")
+            raise ValueError(f"set_isa: {msg} (available: {', '.join(self.available_isas())})")
 
 
 _lock = threading.Lock()
@@ -183,8 +224,19 @@ def library() -> SparseLibrary:
     if _lib is None:
         with _lock:
             if _lib is None:
-                _lib = _load(LIBRARY)
+                lib = _load(LIBRARY)
+                _check_isa_request(lib)
+                _lib = lib
     return _lib
+
+
+def _check_isa_request(lib: SparseLibrary) -> None:
+    # The C side ignores an unknown or unavailable $EXODUS_SPARSE_ISA and runs the best copy.
+    asked = os.environ.get("EXODUS_SPARSE_ISA", "")
+    if asked and lib.isa() != asked:
+        warnings.warn(f"$EXODUS_SPARSE_ISA={asked!r} is not a kernel copy this CPU and build run "
+                      f"(available: {', '.join(lib.available_isas())}); using {lib.isa()}", RuntimeWarning,
+                      stacklevel=3)
 
 
 def _device_library(name: str) -> SparseLibrary:

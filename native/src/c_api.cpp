@@ -6,6 +6,7 @@
 
 #include "exodus/c_api.h"
 #include "exodus/common.h"
+#include "exodus/cpu_build_info.h"
 
 namespace exodus {
 namespace baseline {
@@ -84,12 +85,7 @@ const char* exodus_last_error(void) { return g_last_error.c_str(); }
 
 const char* exodus_build_info(void) {
     static std::string info = [] {
-        std::string s = "cpu: C++17";
-#if defined(_OPENMP)
-        s += ", OpenMP " + std::to_string(_OPENMP);
-#else
-        s += ", no OpenMP";
-#endif
+        std::string s = exodus::cpu_toolchain_info();
 #if defined(EXODUS_HAVE_AVX2)
         s += ", isa baseline+avx2 (using ";
         s += use_avx2() ? "avx2)" : "baseline)";

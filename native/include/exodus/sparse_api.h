@@ -33,8 +33,9 @@ extern "C" {
 #define EXODUS_SPARSE_API __attribute__((visibility("default")))
 #endif
 
-/* 2: device and stream at the end of every struct; 3: backward input_mode 3 (CPU). */
-#define EXODUS_SPARSE_ABI_VERSION 3
+/* 2: device and stream at the end of every struct; 3: backward input_mode 3 (CPU); 4: the CPU
+ * library's exodus_sparse_isa / exodus_sparse_set_isa / exodus_sparse_build_info. */
+#define EXODUS_SPARSE_ABI_VERSION 4
 
 typedef struct exodus_sparse_forward_args {
     int64_t B, T, N;
@@ -132,6 +133,15 @@ typedef struct exodus_sparse_dense_backward_args {
 EXODUS_SPARSE_API int32_t exodus_sparse_abi_version(void);
 EXODUS_SPARSE_API const char* exodus_sparse_last_error(void);
 EXODUS_SPARSE_API int32_t exodus_sparse_max_threads(void);
+/* CPU library (ABI 4): which copy of the kernels runs — 0 baseline, 1 AVX2, 2 AVX-512 (F, VL, DQ,
+ * BW): the best the CPU and the build have, or $EXODUS_SPARSE_ISA (baseline, avx2, avx512) when set
+ * and available.  isa_available(i) is 1 when this CPU and build have copy i; set_isa(-1) restores
+ * the best and returns non-zero (last_error says why) for a copy this CPU or build lacks.  Not
+ * thread-safe against calls running at the same time (they may use either copy). */
+EXODUS_SPARSE_API int32_t exodus_sparse_isa(void);
+EXODUS_SPARSE_API int32_t exodus_sparse_isa_available(int32_t isa);
+EXODUS_SPARSE_API int32_t exodus_sparse_set_isa(int32_t isa);
+EXODUS_SPARSE_API const char* exodus_sparse_build_info(void);
 EXODUS_SPARSE_API int32_t exodus_sparse_forward(const exodus_sparse_forward_args* a);
 EXODUS_SPARSE_API int32_t exodus_sparse_collect(const exodus_sparse_collect_args* a);
 EXODUS_SPARSE_API int32_t exodus_sparse_trace(const exodus_sparse_trace_args* a);

@@ -9,6 +9,8 @@ target_include_directories(exodus_sparse PRIVATE include src/sparse)
 target_compile_options(exodus_sparse PRIVATE ${EXODUS_STRICT_FP_FLAGS} -fno-trapping-math -O3 -Wall -Wextra)
 # The weight-gradient rows and the input gradient's dot products run at twice the vector width.
 exodus_add_avx2_copy(exodus_sparse src/sparse/sparse_cpu_avx2.cpp EXODUS_SPARSE_HAVE_AVX2)
+# ... and at four times.
+exodus_add_avx512_copy(exodus_sparse src/sparse/sparse_cpu_avx512.cpp EXODUS_SPARSE_HAVE_AVX512)
 exodus_use_openmp(exodus_sparse)
 install(TARGETS exodus_sparse LIBRARY DESTINATION ${EXODUS_LIB_DESTINATION})
 

@@ -1,10 +1,15 @@
 // C entry points of the sparse spiking gradient descent CPU library (libexodus_sparse; see
-// include/exodus/sparse_api.h): argument checks, error text, and the choice between the two
-// copies of the kernels (sparse_cpu_kernels.inc): baseline ISA, compiled here, and AVX2
-// (sparse_cpu_avx2.cpp), used when the CPU has it.
+// include/exodus/sparse_api.h): argument checks, error text, and the choice between the copies of
+// the kernels (sparse_cpu_kernels.inc): baseline ISA, compiled here, AVX2 (sparse_cpu_avx2.cpp)
+// and AVX-512 (sparse_cpu_avx512.cpp), the best the CPU has unless asked for another.
+#include <atomic>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <exception>
 #include <string>
+
+#include "exodus/cpu_build_info.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -13,35 +18,86 @@
 #define EXODUS_SPARSE_ISA baseline
 #include "sparse_cpu_kernels.inc"
 
+// The other copies' entry points (the same five functions in each ISA's namespace).
+#define EXODUS_SPARSE_DECLARE_COPY(isa)                              \
+    namespace exodus_sparse_cpu {                                    \
+    namespace isa {                                                  \
+    void forward(const exodus_sparse_forward_args& a);               \
+    void collect(const exodus_sparse_collect_args& a);               \
+    void trace(const exodus_sparse_trace_args& a);                   \
+    void backward(const exodus_sparse_backward_args& a);             \
+    void dense_backward(const exodus_sparse_dense_backward_args& a); \
+    }                                                                \
+    }
 #if defined(EXODUS_SPARSE_HAVE_AVX2)
-namespace exodus_sparse_cpu {
-namespace avx2 {
-void forward(const exodus_sparse_forward_args& a);
-void collect(const exodus_sparse_collect_args& a);
-void trace(const exodus_sparse_trace_args& a);
-void backward(const exodus_sparse_backward_args& a);
-void dense_backward(const exodus_sparse_dense_backward_args& a);
-}  // namespace avx2
-}  // namespace exodus_sparse_cpu
+EXODUS_SPARSE_DECLARE_COPY(avx2)
+#endif
+#if defined(EXODUS_SPARSE_HAVE_AVX512)
+EXODUS_SPARSE_DECLARE_COPY(avx512)
 #endif
 
 namespace {
 
-#if defined(EXODUS_SPARSE_HAVE_AVX2)
-bool use_avx2() {
-    static const bool ok = __builtin_cpu_supports("avx2");
-    return ok;
-}
-#endif
+// ISAs of the copies: 0 baseline, 1 AVX2, 2 AVX-512 (F, VL, DQ, BW).  The best one the CPU runs and
+// the build has is used, unless $EXODUS_SPARSE_ISA (baseline, avx2, avx512) or
+// exodus_sparse_set_isa() asks for another.
+enum : int32_t { kBaseline = 0, kAvx2 = 1, kAvx512 = 2 };
+const char* const kIsaNames[] = {"baseline", "avx2", "avx512"};
 
-// The kernels of the ISA this CPU runs best.  Both copies do the same arithmetic: no FMA,
-// elementwise vector loops, and dot products over a fixed lane layout (GCC vector types).
+bool isa_available(int32_t isa) {
+    switch (isa) {
+        case kBaseline: return true;
 #if defined(EXODUS_SPARSE_HAVE_AVX2)
-#define EXODUS_SPARSE_RUN(fn, args) \
-    (use_avx2() ? exodus_sparse_cpu::avx2::fn(args) : exodus_sparse_cpu::baseline::fn(args))
-#else
-#define EXODUS_SPARSE_RUN(fn, args) exodus_sparse_cpu::baseline::fn(args)
+        case kAvx2: return __builtin_cpu_supports("avx2");
 #endif
+#if defined(EXODUS_SPARSE_HAVE_AVX512)
+        case kAvx512:
+            return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+                   __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw");
+#endif
+        default: return false;
+    }
+}
+
+int32_t best_isa() {
+    for (int32_t isa = kAvx512; isa > kBaseline; --isa)
+        if (isa_available(isa)) return isa;
+    return kBaseline;
+}
+
+int32_t initial_isa() {
+    const char* env = std::getenv("EXODUS_SPARSE_ISA");
+    if (env && *env)
+        for (int32_t isa = kBaseline; isa <= kAvx512; ++isa)
+            if (std::strcmp(env, kIsaNames[isa]) == 0 && isa_available(isa)) return isa;
+    return best_isa();  // an unknown or unavailable request is ignored: the Python side reports it
+}
+
+std::atomic<int32_t>& current_isa() {
+    static std::atomic<int32_t> isa{initial_isa()};
+    return isa;
+}
+
+#if defined(EXODUS_SPARSE_HAVE_AVX512)
+#define EXODUS_SPARSE_CASE_AVX512(fn, args) \
+    case kAvx512: exodus_sparse_cpu::avx512::fn(args); break;
+#else
+#define EXODUS_SPARSE_CASE_AVX512(fn, args)
+#endif
+#if defined(EXODUS_SPARSE_HAVE_AVX2)
+#define EXODUS_SPARSE_CASE_AVX2(fn, args) \
+    case kAvx2: exodus_sparse_cpu::avx2::fn(args); break;
+#else
+#define EXODUS_SPARSE_CASE_AVX2(fn, args)
+#endif
+// The kernels of the selected ISA.  The copies do the same arithmetic in their elementwise loops
+// (no FMA: the forward's spikes are identical); the backward's sums may round differently.
+#define EXODUS_SPARSE_RUN(fn, args)                                  \
+    switch (current_isa().load(std::memory_order_relaxed)) {         \
+        EXODUS_SPARSE_CASE_AVX512(fn, args)                          \
+        EXODUS_SPARSE_CASE_AVX2(fn, args)                            \
+        default: exodus_sparse_cpu::baseline::fn(args); break;       \
+    }
 
 thread_local std::string g_last_error;
 
@@ -52,6 +108,10 @@ struct ArgError : std::exception {
 };
 
 void require(bool ok, const char* msg) {
+    if (!ok) throw ArgError(msg);
+}
+
+void require(bool ok, const std::string& msg) {
     if (!ok) throw ArgError(msg);
 }
 
@@ -90,6 +150,36 @@ int32_t exodus_sparse_max_threads(void) {
 #else
     return 1;
 #endif
+}
+
+int32_t exodus_sparse_isa(void) { return current_isa().load(); }
+
+int32_t exodus_sparse_isa_available(int32_t isa) { return isa_available(isa) ? 1 : 0; }
+
+int32_t exodus_sparse_set_isa(int32_t isa) {
+    return guarded([&] {
+        if (isa == -1) isa = best_isa();
+        require(isa >= kBaseline && isa <= kAvx512, "set_isa: isa must be -1 (best), 0 (baseline), 1 (avx2) or 2 (avx512)");
+        require(isa_available(isa), std::string("set_isa: this CPU or this build lacks ") + kIsaNames[isa]);
+        current_isa().store(isa);
+    });
+}
+
+const char* exodus_sparse_build_info(void) {
+    static const std::string base = [] {
+        std::string s = exodus::cpu_toolchain_info();
+        s += ", isa baseline";
+#if defined(EXODUS_SPARSE_HAVE_AVX2)
+        s += "+avx2";
+#endif
+#if defined(EXODUS_SPARSE_HAVE_AVX512)
+        s += "+avx512";
+#endif
+        return s;
+    }();
+    thread_local std::string info;
+    info = base + " (using " + kIsaNames[current_isa().load()] + ")";
+    return info.c_str();
 }
 
 int32_t exodus_sparse_forward(const exodus_sparse_forward_args* a) {
