@@ -109,23 +109,21 @@ def run(B: int, T: int, hidden: tuple[int, ...], activity: tuple[float, ...], re
 
 
 def _run_case(lib: ops.SparseLibrary, c: dict, N: int, rho: float, isas: list[str], repeats: int) -> list[dict]:
-    def sparse_with(isa):
-        lib.set_isa(isa)
-        return sparse_step(c)
-
     # Warm-up, round-robin like the timed runs: library load, OpenMP pool, and the allocator's
     # adaptive thresholds (the first large allocations fault their pages in).
     for _ in range(2):
         for isa in isas:
-            out = sparse_with(isa)
+            lib.set_isa(isa)
+            out = sparse_step(c)
         d = dense_step(c)
     # Each copy's sparse step right after a dense step of its own: every copy starts from the
     # caches the dense step leaves (a copy timed after another would find the operands warm).
     ts, td = {isa: [] for isa in isas}, {isa: [] for isa in isas}
     for _ in range(repeats):
         for isa in isas:
+            lib.set_isa(isa)
             td[isa].append(_time(lambda: dense_step(c)))
-            ts[isa].append(_time(lambda: sparse_with(isa)))
+            ts[isa].append(_time(lambda: sparse_step(c)))
     kept_dense = _nbytes(c["v"], c["x"])
     kept_sparse = c["active"].nbytes() + _nbytes(c["trace"])
     bwd_dense = _nbytes(*d)

@@ -155,7 +155,6 @@ class SparseLibrary:
         fn.restype = ctypes.c_char_p
         return fn().decode()
 
-
     # The copies of the CPU kernels (sparse_cpu.cpp): the same loops compiled for each ISA.
     ISAS = ("baseline", "avx2", "avx512")
 
