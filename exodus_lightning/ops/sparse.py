@@ -22,8 +22,8 @@ element is written by one thread in a fixed order).  The CUDA drivers need works
 allocated here with the torch allocator on the tensors' device.
 
 The CPU library holds copies of its kernels for several instruction sets (baseline x86-64 / the
-build's target, AVX2, AVX-512; the same source at different vector widths) and runs the best one the
-CPU has; :meth:`SparseLibrary.set_isa` or ``$EXODUS_SPARSE_ISA`` picks another (tests, benchmarks).
+build's target, AVX2, AVX-512; the same source at different vector widths, giving the same bits) and
+runs the best one the CPU has; :meth:`SparseLibrary.set_isa` or ``$EXODUS_SPARSE_ISA`` picks another (tests, benchmarks).
 """
 
 from __future__ import annotations
@@ -178,8 +178,8 @@ class SparseLibrary:
 
     def set_isa(self, isa: Optional[str]) -> None:
         """Run the kernels' ``isa`` copy (one of :attr:`ISAS`; ``None``: the best available) from now
-        on, for every thread.  The copies compute the same forward bit for bit; the backward's sums
-        may differ in rounding.  For tests and benchmarks: not safe while another thread runs them."""
+        on, for every thread.  The copies give the same bits (no FMA, sums over a fixed lane layout);
+        for tests and benchmarks: not safe while another thread runs them."""
         if isa is not None and isa not in self.ISAS:
             raise ValueError(f"set_isa: isa must be one of {', '.join(self.ISAS)} or None (the best), got {isa!r}")
         fn = self._isa_fn("set_isa")

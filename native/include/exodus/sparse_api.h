@@ -34,7 +34,7 @@ extern "C" {
 #endif
 
 /* 2: device and stream at the end of every struct; 3: backward input_mode 3 (CPU); 4: the CPU
- * library's exodus_sparse_isa / exodus_sparse_set_isa / exodus_sparse_build_info. */
+ * library's exodus_sparse_isa / isa_available / set_isa / build_info. */
 #define EXODUS_SPARSE_ABI_VERSION 4
 
 typedef struct exodus_sparse_forward_args {

@@ -90,8 +90,8 @@ std::atomic<int32_t>& current_isa() {
 #else
 #define EXODUS_SPARSE_CASE_AVX2(fn, args)
 #endif
-// The kernels of the selected ISA.  The copies do the same arithmetic in their elementwise loops
-// (no FMA: the forward's spikes are identical); the backward's sums may round differently.
+// The kernels of the selected ISA.  The copies do the same arithmetic (no FMA; sums over a fixed
+// lane layout), so they give the same bits.
 #define EXODUS_SPARSE_RUN(fn, args)                                  \
     switch (current_isa().load(std::memory_order_relaxed)) {         \
         EXODUS_SPARSE_CASE_AVX512(fn, args)                          \
@@ -159,7 +159,8 @@ int32_t exodus_sparse_isa_available(int32_t isa) { return isa_available(isa) ? 1
 int32_t exodus_sparse_set_isa(int32_t isa) {
     return guarded([&] {
         if (isa == -1) isa = best_isa();
-        require(isa >= kBaseline && isa <= kAvx512, "set_isa: isa must be -1 (best), 0 (baseline), 1 (avx2) or 2 (avx512)");
+        require(isa >= kBaseline && isa <= kAvx512,
+                "set_isa: isa must be -1 (best), 0 (baseline), 1 (avx2) or 2 (avx512)");
         require(isa_available(isa), std::string("set_isa: this CPU or this build lacks ") + kIsaNames[isa]);
         current_isa().store(isa);
     });
