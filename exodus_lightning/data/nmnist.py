@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ._events import CacheMode, EventBinner, EventDataModule, RequiredPath
+from .binning import EventBinner
+from .event_datamodule import CacheMode, EventDataModule, RequiredPath
 from .shd import _resolve_time
 
 __all__ = ["NMNISTDataModule"]

@@ -1,12 +1,11 @@
-"""Shared machinery of the event-dataset DataModules: binning, the cached frames dataset, errors,
-file checks and the common LightningDataModule base class."""
+"""The base of the event-dataset DataModules: file checks, the packed split caches, the train/val
+split and batch loading (compact batches densified on the training device)."""
 
 from __future__ import annotations
 
 import hashlib
-import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Literal, Sequence
 
 import lightning.pytorch as pl
@@ -14,197 +13,20 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from ._cache import SampleCache
 from ..resume import ResumableDataLoader
-from .collate import pad_collate
+from .binned_source import BinnedSource
+from .binning import EventBinner
+from .collate import Batch
+from .compact import CompactBatch
+from .errors import CorruptFileError, DataNotFoundError
+from .event_split import EventSplit
+from .packed import PackedSplit
+from .split_cache import SplitCache
 
-__all__ = [
-    "DataNotFoundError",
-    "CorruptFileError",
-    "EventBinner",
-    "FramesDataset",
-    "EventDataModule",
-    "RequiredPath",
-]
+__all__ = ["EventDataModule", "RequiredPath", "stratified_split", "files_fingerprint"]
 
-CacheMode = Literal["none", "disk", "memory"]
-
-
-class DataNotFoundError(FileNotFoundError):
-    """Dataset files are missing or ``data_dir`` is wrong; the message says what goes where."""
-
-
-class CorruptFileError(RuntimeError):
-    """A dataset file exists but cannot be read (truncated, wrong format); the message names it."""
-
-
-# ------------------------------------------------------------------------------------------------
-# binning
-# ------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class EventBinner:
-    """Turn one tonic event array (time in µs) into dense frames with tonic's transforms.
-
-    Steps: optional ``tonic.transforms.Denoise`` -> ``CropTime`` to ``[t0, t0 + max_duration)`` ->
-    ``Downsample`` to ``target_size`` -> ``ToFrame`` with explicit start and end times.
-
-    ``t0`` is 0 (recording onset, e.g. SHD, N-MNIST) or the first event's time
-    (``start_at_first_event``, for recordings cut from longer streams such as DVS Gesture).
-
-    * ``dt_us`` mode: bin ``k`` holds events with ``t0 + k*dt <= t < t0 + (k+1)*dt``; the sample has
-      ``T = floor((t_last - t0) / dt) + 1`` bins (variable length, padded in the batch), at most
-      ``ceil(max_duration / dt)``.
-    * ``n_time_bins`` mode: ``K`` equal bins over ``[t0, t0 + D)`` with ``D = max_duration`` if given,
-      else ``t_last - t0 + 1`` (per sample); always ``T = K``.
-
-    Output: ``int16`` array ``(T, C)`` for 1-D sensors (``sensor_size = (C, 1, 1)``), else
-    ``(T, P, H, W)`` (tonic's frame layout). An empty recording gives one (or ``K``) zero frames.
-    """
-
-    sensor_size: tuple[int, int, int]
-    target_size: tuple[int, int] | None = None
-    dt_us: float | None = None
-    n_time_bins: int | None = None
-    max_duration_us: float | None = None
-    start_at_first_event: bool = False
-    denoise_us: float | None = None
-
-    def __post_init__(self) -> None:
-        if (self.dt_us is None) == (self.n_time_bins is None):
-            raise ValueError("EventBinner: give exactly one of dt_us and n_time_bins")
-
-    @property
-    def out_sensor(self) -> tuple[int, int, int]:
-        """Sensor size ``(W, H, P)`` after downsampling."""
-        w, h, p = self.sensor_size
-        if self.target_size is not None:
-            w, h = self.target_size
-        return (int(w), int(h), int(p))
-
-    @property
-    def one_d(self) -> bool:
-        return self.sensor_size[1] == 1 and self.sensor_size[2] == 1
-
-    @property
-    def feature_shape(self) -> tuple[int, ...]:
-        """Per-time-step feature shape: ``(C,)`` for 1-D sensors, else ``(P, H, W)``."""
-        w, h, p = self.out_sensor
-        return (w,) if self.one_d else (p, h, w)
-
-    @property
-    def max_steps(self) -> int | None:
-        """Largest possible ``T`` (``None`` when unbounded)."""
-        if self.n_time_bins is not None:
-            return int(self.n_time_bins)
-        if self.max_duration_us is None:
-            return None
-        return int(math.ceil(self.max_duration_us / self.dt_us))
-
-    def params(self) -> dict[str, Any]:
-        """All parameters (for cache keys)."""
-        return asdict(self)
-
-    def __call__(self, events: np.ndarray) -> np.ndarray:
-        from tonic import transforms as tt
-
-        ev = events
-        if len(ev) and not np.all(np.diff(ev["t"].astype(np.int64)) >= 0):
-            ev = ev[np.argsort(ev["t"], kind="stable")]
-        if len(ev) and self.denoise_us is not None:
-            ev = tt.Denoise(filter_time=self.denoise_us)(ev)
-        t0 = int(ev["t"].min()) if (self.start_at_first_event and len(ev)) else 0
-        if len(ev):
-            # integer µs timestamps: t <= t0 + ceil(D) - 1  <=>  t < t0 + D
-            t_max = None if self.max_duration_us is None else t0 + int(math.ceil(self.max_duration_us)) - 1
-            ev = tt.CropTime(min=t0, max=t_max if t_max is not None else int(ev["t"].max()))(ev)
-        if self.target_size is not None and tuple(self.target_size) != tuple(self.sensor_size[:2]):
-            w, h, _ = self.sensor_size
-            tw, th = self.target_size
-            factor = tw / w if self.one_d else (tw / w, th / h)
-            ev = tt.Downsample(spatial_factor=factor)(ev)
-        if self.n_time_bins is not None:
-            n = int(self.n_time_bins)
-            if len(ev) == 0:
-                return np.zeros((n, *self.feature_shape), dtype=np.int16)
-            span = self.max_duration_us if self.max_duration_us is not None else int(ev["t"].max()) - t0 + 1
-            dt = float(span) / n
-        else:
-            dt = float(self.dt_us)
-            if len(ev) == 0:
-                return np.zeros((1, *self.feature_shape), dtype=np.int16)
-            n = int((int(ev["t"].max()) - t0) // dt) + 1
-        frames = tt.ToFrame(
-            sensor_size=self.out_sensor,
-            time_window=dt,
-            start_time=t0,
-            end_time=t0 + n * dt,
-            include_incomplete=True,
-        )(ev)
-        frames = np.asarray(frames, dtype=np.int16)
-        # float rounding of the window edges may add one empty trailing slice or miss one
-        if frames.shape[0] > n:
-            frames = frames[:n]
-        elif frames.shape[0] < n:
-            pad = np.zeros((n - frames.shape[0], *frames.shape[1:]), dtype=np.int16)
-            frames = np.concatenate([frames, pad])
-        return frames.reshape(n, *self.feature_shape)
-
-
-# ------------------------------------------------------------------------------------------------
-# dataset
-# ------------------------------------------------------------------------------------------------
-class FramesDataset(Dataset):
-    """Map-style dataset: a tonic dataset (read without transform) -> :class:`EventBinner` -> cache.
-
-    ``__getitem__`` returns ``(frames float32 tensor (T, *features), label int)``. On a cache hit the
-    raw file is not touched and the binner is not called. Read errors are re-raised as
-    :class:`CorruptFileError` naming the file.
-    """
-
-    def __init__(self, source: Any, binner: EventBinner, cache: SampleCache | None = None, num_classes: int | None = None):
-        self.source = source
-        self.binner = binner
-        self.cache = cache
-        self.num_classes = num_classes
-        self._len = len(source)
-
-    def __len__(self) -> int:
-        return self._len
-
-    def _sample_file(self, index: int) -> str:
-        try:
-            return str(self.source.sample_file(index))
-        except Exception:  # pragma: no cover - defensive
-            return f"<{type(self.source).__name__} sample {index}>"
-
-    def load(self, index: int) -> tuple[np.ndarray, int]:
-        """Return ``(int16 frames, label)`` from the cache or by reading and binning."""
-        if self.cache is not None:
-            hit = self.cache.get(index)
-            if hit is not None:
-                return hit
-        try:
-            events, label = self.source[index]
-        except CorruptFileError:
-            raise
-        except Exception as e:
-            raise CorruptFileError(
-                f"cannot read sample {index} from {self._sample_file(index)}: {type(e).__name__}: {e} "
-                "(truncated or corrupt file? re-extract it from the original archive)"
-            ) from e
-        label = int(label)
-        if self.num_classes is not None and not 0 <= label < self.num_classes:
-            raise CorruptFileError(
-                f"sample {index} in {self._sample_file(index)} has label {label}, expected 0..{self.num_classes - 1}"
-            )
-        frames = self.binner(events)
-        if self.cache is not None:
-            self.cache.put(index, frames, label)
-        return frames, label
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        frames, label = self.load(int(index))
-        return torch.from_numpy(np.asarray(frames, dtype=np.float32)), label
+CacheMode = Literal["none", "disk", "memory", "device"]
+CACHE_MODES = ("none", "disk", "memory", "device")
 
 
 def files_fingerprint(paths: Sequence[str], root: str) -> str:
@@ -274,16 +96,30 @@ def _folder_has(path: str, ext: str) -> bool:
 class EventDataModule(pl.LightningDataModule):
     """Base class of the tonic-backed DataModules (not used directly).
 
-    Subclasses set ``folder`` (tonic's folder below ``data_dir``), ``num_classes``, ``raw_splits``,
-    ``source_url`` and implement :meth:`_binner`, :meth:`_make_source` and :meth:`_required`.
+    Subclasses set ``folder`` (tonic's folder below ``data_dir``), ``num_classes``, ``raw_splits``
+    and implement :meth:`_binner`, :meth:`_make_source` and :meth:`_required`.
 
-    Batches follow the convention of :mod:`exodus_lightning.data.collate`.
+    Samples are binned once into a packed cache per split (:mod:`~exodus_lightning.data.split_cache`,
+    built in :meth:`prepare_data` or by the first process that needs it) and served a whole batch at
+    a time. Under a Trainer the loaders yield :class:`~exodus_lightning.data.compact.CompactBatch`
+    es, which cross to the device in compact form and become dense there in
+    :meth:`on_after_batch_transfer`; a loader used on its own yields the dense ``(x, y, lengths)``
+    batches of :mod:`exodus_lightning.data.collate` directly.
+
+    ``cache`` modes: ``"disk"`` (the packed file under ``cache_dir``, memory-mapped and shared by all
+    processes of a node through the page cache), ``"device"`` (the same file copied to the training
+    device once: a batch is a gather there, for ``num_workers=0``), ``"memory"`` (packed in this
+    process's memory, nothing written) and ``"none"`` (every batch read and binned from the raw files).
     """
 
     folder: str = ""
     num_classes: int = 0
     raw_splits: tuple[str, ...] = ("train", "test")
     has_valid_split: bool = False
+    #: samples read and binned together when a cache is built
+    block_size: int = 64
+    #: seconds to wait for another process that builds the same cache
+    cache_lock_timeout_s: float = 3600.0
 
     def __init__(
         self,
@@ -306,8 +142,11 @@ class EventDataModule(pl.LightningDataModule):
             raise ValueError(f"num_workers must be an integer >= 0, got {num_workers!r}")
         if not 0.0 <= float(val_fraction) < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction!r}")
-        if cache not in ("none", "disk", "memory"):
-            raise ValueError(f"cache must be one of 'none', 'disk', 'memory', got {cache!r}")
+        if cache not in CACHE_MODES:
+            raise ValueError(f"cache must be one of {', '.join(map(repr, CACHE_MODES))}, got {cache!r}")
+        if cache == "device" and num_workers > 0:
+            raise ValueError(f"cache='device' keeps the split on the training device, where DataLoader workers cannot "
+                             f"reach it: use num_workers=0 (got {num_workers}), or cache='disk' with workers")
         self.data_dir = os.path.abspath(os.path.expanduser(str(data_dir)))
         self.batch_size = batch_size
         self.num_workers = num_workers
@@ -320,8 +159,8 @@ class EventDataModule(pl.LightningDataModule):
         )
         self.download = bool(download)
         self.split_seed = int(split_seed)
-        self.pin_memory = torch.cuda.is_available() if pin_memory is None else bool(pin_memory)
-        self._raw: dict[str, FramesDataset] = {}
+        self.pin_memory = (torch.cuda.is_available() if pin_memory is None else bool(pin_memory)) and cache != "device"
+        self._raw: dict[str, EventSplit] = {}
         self._splits: dict[str, Dataset] = {}
 
     # -- to implement -------------------------------------------------------------------------
@@ -397,66 +236,67 @@ class EventDataModule(pl.LightningDataModule):
             )
 
     # -- datasets -----------------------------------------------------------------------------
-    def _cache_for(self, split: str, source: Any) -> SampleCache | None:
-        if self.cache == "none":
-            return None
-        files = list(source.source_files())
+    def _source(self, split: str) -> BinnedSource:
+        return BinnedSource(self._make_source(split), self._binner(), self.num_classes, self.block_size)
+
+    def split_cache(self, split: str, source: BinnedSource | None = None) -> SplitCache:
+        """The packed cache of raw split ``split`` (its file exists once it has been built)."""
+        source = source or self._source(split)
         material = {
             "dataset": self.folder,
             "split": split,
-            "sources": files_fingerprint(files, self.data_dir),
+            "sources": files_fingerprint(list(source.source.source_files()), self.data_dir),
             "n_samples": len(source),
-            "binner": self._binner().params(),
+            "binner": source.binner.params(),
             "reader": self._reader_params(),
         }
-        root = self.cache_dir if self.cache == "disk" else None
-        return SampleCache(root, f"{self.folder}-{split}", material, memory=self.cache == "memory")
+        return SplitCache(self.cache_dir, f"{self.folder}-{split}", material, self.cache_lock_timeout_s)
 
-    def _build(self, split: str) -> FramesDataset:
-        source = self._make_source(split)
-        return FramesDataset(source, self._binner(), self._cache_for(split, source), self.num_classes)
+    def _packed(self, split: str, source: BinnedSource) -> PackedSplit | None:
+        if self.cache == "none":
+            return None
+        if self.cache == "memory":
+            return source.pack(self.num_workers)
+        packed = self.split_cache(split, source).open(lambda: source.pack(self.num_workers))
+        return packed.to(self._device()) if self.cache == "device" else packed
+
+    def _device(self) -> torch.device:
+        trainer = self.trainer
+        return trainer.strategy.root_device if trainer is not None else torch.device("cpu")
 
     def prepare_data(self) -> None:
-        """Check (or with ``download=True`` download) the files; fill the disk cache once.
+        """Check (or with ``download=True`` download) the files; build the packed caches once.
 
-        Runs on one process per node; only touches the file system, sets no state.
+        Lightning runs this on one process per node; a cache that another process is building is
+        waited for (see :mod:`~exodus_lightning.data.split_cache`).
         """
         if self.download:
             os.makedirs(self.data_dir, exist_ok=True)
             for s in self.raw_splits:
                 self._make_source(s)  # tonic downloads and extracts when files are missing
         self.check_files()
-        if self.cache != "disk":
+        if self.cache not in ("disk", "device"):
             return
         for s in self.raw_splits:
-            ds = self._build(s)
-            assert ds.cache is not None
-            if ds.cache.complete:
-                continue
-            ds.cache.ensure_dir()
-            todo = [i for i in range(len(ds)) if not ds.cache.has(i)]
-            if self.num_workers > 0 and len(todo) > 1:
-                loader = DataLoader(
-                    Subset(ds, todo), batch_size=None, num_workers=self.num_workers, collate_fn=_drop
-                )
-                for _ in loader:
-                    pass
-            else:
-                for i in todo:
-                    ds.load(i)
-            ds.cache.mark_complete(len(ds))
+            source = self._source(s)
+            cache = self.split_cache(s, source)
+            if not cache.exists:
+                cache.open(lambda: source.pack(self.num_workers))
 
     def setup(self, stage: str | None = None) -> None:
-        """Build the datasets and the (seeded, stratified) train/val split on every process."""
+        """Open (or build) the packed splits and make the seeded, stratified train/val split."""
         if self._splits:
             return
         self.check_files()
-        self._raw = {s: self._build(s) for s in self.raw_splits}
+        for s in self.raw_splits:
+            source = self._source(s)
+            self._raw[s] = EventSplit(source, self._packed(s, source))
+        self._split_raw()
+
+    def _split_raw(self) -> None:
         train = self._raw["train"]
         if self.val_fraction > 0:
-            val_idx, train_idx = stratified_split(
-                train.source.targets_array(), [self.val_fraction], self.split_seed
-            )
+            val_idx, train_idx = stratified_split(train.targets_array(), [self.val_fraction], self.split_seed)
             self._splits["train"] = Subset(train, train_idx)
             self._splits["val"] = Subset(train, val_idx)
         else:
@@ -472,8 +312,11 @@ class EventDataModule(pl.LightningDataModule):
             self.setup()
         return self._splits[split]
 
+    # -- loading ------------------------------------------------------------------------------
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        kwargs = dict(batch_size=self.batch_size, num_workers=self.num_workers, collate_fn=pad_collate,
+        # Under a Trainer the batch stays compact until on_after_batch_transfer (on the device).
+        collate = _compact if self.trainer is not None else _dense
+        kwargs = dict(batch_size=self.batch_size, num_workers=self.num_workers, collate_fn=collate,
                       pin_memory=self.pin_memory, persistent_workers=self.num_workers > 0)
         if shuffle:
             # Training order is a function of (split_seed, epoch) and its position is checkpointed
@@ -482,7 +325,7 @@ class EventDataModule(pl.LightningDataModule):
         return DataLoader(self.dataset(split), shuffle=False, **kwargs)
 
     def train_dataloader(self) -> DataLoader:
-        """Shuffled training batches ``(x, y, lengths)``."""
+        """Shuffled training batches."""
         return self._loader("train", shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
@@ -498,6 +341,21 @@ class EventDataModule(pl.LightningDataModule):
         """Same as :meth:`test_dataloader`."""
         return self._loader("test", shuffle=False)
 
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """A :class:`CompactBatch` that reached the device becomes the dense ``(x, y, lengths)``
+        there, in the floating dtype of the LightningModule (float32 under mixed precision)."""
+        if not isinstance(batch, CompactBatch):
+            return batch
+        dtype = torch.float32
+        module = self.trainer.lightning_module if self.trainer is not None else None
+        if module is not None and module.dtype.is_floating_point:
+            dtype = module.dtype
+        return batch.densify(dtype)
 
-def _drop(sample: Any) -> None:
-    return None
+
+def _compact(batch: CompactBatch) -> CompactBatch:
+    return batch
+
+
+def _dense(batch: CompactBatch) -> Batch:
+    return batch.densify()
