@@ -251,3 +251,35 @@ def test_host_buffers_are_reused_only_when_nothing_refers_to_them():
     del a
     pool.empty((100, 10), torch.float32)
     assert not any(b.is_shared() for b, _ in pool._buffers[torch.float32])
+
+
+class _Gather(torch.utils.data.Dataset):
+    def __init__(self, split):
+        self.split = split
+
+    def __len__(self):
+        return len(self.split)
+
+    def __getitems__(self, indices):
+        return self.split.gather(indices)
+
+
+def test_a_memory_mapped_split_travels_to_worker_processes_by_file_name(tmp_path):
+    import pickle
+
+    path = str(tmp_path / "s.packed")
+    write_packed(path, _split(), {})
+    mapped = read_packed(path)
+    clone = pickle.loads(pickle.dumps(mapped))
+    assert clone.path == path and len(pickle.dumps(mapped)) < 1000  # the name, not the arrays
+    _same(clone, _split())
+    # spawned workers (macOS' default, or multiprocessing_context="spawn") map the file themselves
+    loader = torch.utils.data.DataLoader(_Gather(mapped), batch_size=10, num_workers=1, collate_fn=_densify,
+                                         multiprocessing_context="spawn")
+    got = list(loader)
+    want = [_Gather(_split()).__getitems__(list(range(a, min(a + 10, 25)))).densify() for a in (0, 10, 20)]
+    assert len(got) == 3 and all(torch.equal(g.x, w.x) and torch.equal(g.y, w.y) for g, w in zip(got, want))
+
+
+def _densify(batch):
+    return batch.densify()

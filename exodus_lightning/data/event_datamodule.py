@@ -16,8 +16,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from ..resume import ResumableDataLoader
 from .binned_source import BinnedSource
 from .binning import EventBinner
-from .collate import Batch
-from .compact import CompactBatch
+from .dense_on_device import DenseOnDevice
 from .errors import CorruptFileError, DataNotFoundError
 from .event_split import EventSplit
 from .packed import PackedSplit
@@ -93,7 +92,7 @@ def _folder_has(path: str, ext: str) -> bool:
 # ------------------------------------------------------------------------------------------------
 # DataModule base
 # ------------------------------------------------------------------------------------------------
-class EventDataModule(pl.LightningDataModule):
+class EventDataModule(DenseOnDevice, pl.LightningDataModule):
     """Base class of the tonic-backed DataModules (not used directly).
 
     Subclasses set ``folder`` (tonic's folder below ``data_dir``), ``num_classes``, ``raw_splits``
@@ -101,10 +100,9 @@ class EventDataModule(pl.LightningDataModule):
 
     Samples are binned once into a packed cache per split (:mod:`~exodus_lightning.data.split_cache`,
     built in :meth:`prepare_data` or by the first process that needs it) and served a whole batch at
-    a time. Under a Trainer the loaders yield :class:`~exodus_lightning.data.compact.CompactBatch`
-    es, which cross to the device in compact form and become dense there in
-    :meth:`on_after_batch_transfer`; a loader used on its own yields the dense ``(x, y, lengths)``
-    batches of :mod:`exodus_lightning.data.collate` directly.
+    a time: under a Trainer as :class:`~exodus_lightning.data.compact.CompactBatch`, made dense on the
+    training device (:class:`~exodus_lightning.data.dense_on_device.DenseOnDevice`); a loader used on
+    its own yields the dense ``(x, y, lengths)`` of :mod:`exodus_lightning.data.collate`.
 
     ``cache`` modes: ``"disk"`` (the packed file under ``cache_dir``, memory-mapped and shared by all
     processes of a node through the page cache), ``"device"`` (the same file copied to the training
@@ -314,9 +312,7 @@ class EventDataModule(pl.LightningDataModule):
 
     # -- loading ------------------------------------------------------------------------------
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        # Under a Trainer the batch stays compact until on_after_batch_transfer (on the device).
-        collate = _compact if self.trainer is not None else _dense
-        kwargs = dict(batch_size=self.batch_size, num_workers=self.num_workers, collate_fn=collate,
+        kwargs = dict(batch_size=self.batch_size, num_workers=self.num_workers, collate_fn=self.batch_collate(),
                       pin_memory=self.pin_memory, persistent_workers=self.num_workers > 0)
         if shuffle:
             # Training order is a function of (split_seed, epoch) and its position is checkpointed
@@ -341,21 +337,3 @@ class EventDataModule(pl.LightningDataModule):
         """Same as :meth:`test_dataloader`."""
         return self._loader("test", shuffle=False)
 
-    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """A :class:`CompactBatch` that reached the device becomes the dense ``(x, y, lengths)``
-        there, in the floating dtype of the LightningModule (float32 under mixed precision)."""
-        if not isinstance(batch, CompactBatch):
-            return batch
-        dtype = torch.float32
-        module = self.trainer.lightning_module if self.trainer is not None else None
-        if module is not None and module.dtype.is_floating_point:
-            dtype = module.dtype
-        return batch.densify(dtype)
-
-
-def _compact(batch: CompactBatch) -> CompactBatch:
-    return batch
-
-
-def _dense(batch: CompactBatch) -> Batch:
-    return batch.densify()

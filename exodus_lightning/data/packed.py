@@ -51,10 +51,11 @@ class PackedSplit:
         n_steps: ``(N,)`` int32 time steps per sample.
         labels: ``(N,)`` int64 class labels.
         feature_shape: per-time-step feature shape.
+        path: the cache file the arrays are memory-mapped from, if any.
     """
 
     def __init__(self, cells: torch.Tensor, counts: torch.Tensor, offsets: torch.Tensor, n_steps: torch.Tensor,
-                 labels: torch.Tensor, feature_shape: Sequence[int]) -> None:
+                 labels: torch.Tensor, feature_shape: Sequence[int], path: str | None = None) -> None:
         n = labels.shape[0]
         if offsets.shape != (n + 1,) or n_steps.shape != (n,):
             raise ValueError(f"packed split: offsets {tuple(offsets.shape)} and n_steps {tuple(n_steps.shape)} "
@@ -64,6 +65,7 @@ class PackedSplit:
                              f"{int(offsets[-1])}")
         self.cells, self.counts, self.offsets, self.n_steps, self.labels = cells, counts, offsets, n_steps, labels
         self.feature_shape = tuple(int(s) for s in feature_shape)
+        self.path = path
         # Batches are cut on the host: sample positions and lengths stay in host memory even when the
         # arrays live on a GPU, so a gather needs no device synchronisation.
         self._offsets_host = offsets.cpu().numpy()
@@ -90,6 +92,15 @@ class PackedSplit:
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
+
+    def __reduce__(self):
+        # A memory-mapped split travels to worker processes as its file name: each maps the file
+        # itself (sharing the page cache) instead of copying the arrays into shared memory.
+        if self.path is not None and self.device.type == "cpu":
+            from .packed_file import read_packed
+
+            return read_packed, (self.path, False)
+        return PackedSplit, (*(getattr(self, a) for a in ARRAYS), self.feature_shape)
 
     @property
     def device(self) -> torch.device:

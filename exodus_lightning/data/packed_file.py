@@ -169,4 +169,4 @@ def read_packed(path: str, verify: bool = True) -> PackedSplit:
         dtype = np.dtype(spec["dtype"])
         view = data[spec["offset"]: spec["offset"] + spec["length"] * dtype.itemsize].view(dtype)
         tensors[name] = torch.from_numpy(view)
-    return PackedSplit(**tensors, feature_shape=header["feature_shape"])
+    return PackedSplit(**tensors, feature_shape=header["feature_shape"], path=path)
