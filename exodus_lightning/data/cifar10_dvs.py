@@ -34,7 +34,7 @@ class CIFAR10DVSDataModule(EventDataModule):
         val_fraction: held-out validation fraction; 0 validates on the test part.
         batch_size: samples per batch.
         num_workers: DataLoader worker processes.
-        cache: ``"disk"``, ``"memory"`` or ``"none"``.
+        cache: ``"disk"``, ``"device"``, ``"memory"`` or ``"none"`` (see :class:`~exodus_lightning.data.SHDDataModule`).
         cache_dir: cache folder; default ``<data_dir>/exodus_cache``.
         download: use tonic's downloader when files are missing.
         split_seed: seed of the splits.

@@ -121,20 +121,33 @@ class PackedSplit:
 
         Each sample is one contiguous run of entries, so the batch is the concatenation of whole runs:
         a memory copy per sample, about ten times faster than an element-wise gather of the same bytes.
+        On the CPU numpy copies them, on one thread: an OpenMP-parallel copy stalls at its barrier
+        whenever another process holds one of the cores.
         """
         idx = np.asarray(indices, dtype=np.int64)
         if idx.ndim != 1 or len(idx) == 0:
             raise ValueError(f"indices must be a non-empty sequence of sample numbers, got {indices!r}")
         starts, stops = self._offsets_host[idx], self._offsets_host[idx + 1]
         runs = [slice(a, b) for a, b in zip(starts.tolist(), stops.tolist())]
-        lengths = self._n_steps_host[idx]
-        device_idx = torch.from_numpy(idx).to(self.device, non_blocking=True)
+        lengths = self._n_steps_host[idx].astype(np.int64)
+        if self.device.type == "cpu":
+            cells, counts = self.cells.numpy(), self.counts.numpy()
+            return CompactBatch(
+                cells=torch.from_numpy(np.concatenate([cells[r] for r in runs])),
+                counts=torch.from_numpy(np.concatenate([counts[r] for r in runs])),
+                entries=torch.from_numpy(stops - starts),
+                y=torch.from_numpy(self.labels.numpy()[idx]),
+                lengths=torch.from_numpy(lengths),
+                n_steps=int(lengths.max()),
+                feature_shape=self.feature_shape,
+            )
+        on_device = {"device": self.device, "non_blocking": True}
         return CompactBatch(
             cells=torch.cat([self.cells[r] for r in runs]),
             counts=torch.cat([self.counts[r] for r in runs]),
-            entries=torch.from_numpy(stops - starts).to(self.device, non_blocking=True),
-            y=self.labels.index_select(0, device_idx),
-            lengths=torch.from_numpy(lengths.astype(np.int64)).to(self.device, non_blocking=True),
+            entries=torch.from_numpy(stops - starts).to(**on_device),
+            y=self.labels.index_select(0, torch.from_numpy(idx).to(**on_device)),
+            lengths=torch.from_numpy(lengths).to(**on_device),
             n_steps=int(lengths.max()),
             feature_shape=self.feature_shape,
         )
