@@ -11,6 +11,9 @@
 - Runs are grouped into experiments (:mod:`exodus_lightning.experiment`): the W&B run id is
   ``<experiment>-<8 hex digits>``, and ``--ckpt_path last`` resumes the newest ``last.ckpt`` of
   the experiment and continues its W&B run under the same id.
+- Checkpoints are written atomically and checked before they are read
+  (:mod:`exodus_lightning.checkpoint_io`); a truncated or corrupted ``--ckpt_path``, a missing
+  dataset or a full disk end the command with a one-paragraph error, no traceback.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Optional
 
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
@@ -31,14 +35,18 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 import exodus_lightning.callbacks  # noqa: F401  (short class names resolve in configs)
 from exodus_lightning.callbacks import SlurmAutoRequeue
+from exodus_lightning.checkpoint_io import AtomicCheckpointIO, CheckpointNotFoundError, CheckpointSaveError, \
+    CorruptCheckpointError, verify_checkpoint
 from exodus_lightning.experiment import experiment_name, experiments_with_checkpoints, new_run_id, \
     newest_last_checkpoint
 import exodus_lightning.models  # noqa: F401
 import exodus_lightning.nn  # noqa: F401
-from exodus_lightning.tracking import wandb_mode
+from exodus_lightning.tracking import IncompleteRunError, finish_wandb_run, wandb_mode
 
 _WANDB_LOGGERS = {"lightning.pytorch.loggers.WandbLogger", "lightning.pytorch.loggers.wandb.WandbLogger",
                   "pytorch_lightning.loggers.WandbLogger", "pytorch_lightning.loggers.wandb.WandbLogger"}
+# --ckpt_path values that are keywords, not files
+_CKPT_KEYWORDS = ("last", "best", "hpc", "registry")
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -134,7 +142,7 @@ def _has_own_checkpoint_folder(config: Any) -> bool:
 
 class ExodusCLI(LightningCLI):
     """LightningCLI with W&B as the default logger, per-run config saving, experiments and
-    ``--ckpt_path last`` across launches (module docstring) and, under Slurm,
+    ``--ckpt_path last`` across launches (module docstring), atomic checkpoints and, under Slurm,
     the DDP-safe auto-requeue (:class:`~exodus_lightning.callbacks.SlurmAutoRequeue`)."""
 
     def __init__(self, args: Optional[list[str]] = None, run: bool = True, **kwargs) -> None:
@@ -162,6 +170,9 @@ class ExodusCLI(LightningCLI):
         wandb = _wandb_logger_config(config.trainer.get("logger"))
         name = wandb.init_args.get("name") if wandb is not None else None
         self.experiment = experiment_name(config.as_dict(), _config_file(config), name)
+        ckpt = config.get("ckpt_path")
+        if ckpt and not str(ckpt).startswith(_CKPT_KEYWORDS) and "://" not in str(ckpt):
+            verify_checkpoint(ckpt)  # before anything starts, and before LightningCLI reads its hyperparameters
 
     def before_instantiate_classes(self) -> None:
         config = self._command_config()
@@ -174,6 +185,7 @@ class ExodusCLI(LightningCLI):
         if config.get("ckpt_path") == "last" and not _has_own_checkpoint_folder(config):
             found = newest_last_checkpoint(root, self.experiment, run_id)
             if found is not None:
+                verify_checkpoint(found.path)
                 config.ckpt_path = str(found.path)
                 if self.subcommand == "fit":  # the checkpoints and the W&B run continue
                     run_id = found.run_id
@@ -205,16 +217,37 @@ class ExodusCLI(LightningCLI):
             for callback in trainer.checkpoint_callbacks:
                 if isinstance(callback, ModelCheckpoint) and callback.monitor is None and not callback.save_last:
                     callback.save_last = True
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # not one the user chose
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
         return trainer
 
 
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Errors that are the user's to fix and say how: shown as one message, without a traceback."""
+    from exodus_lightning import data
+
+    return (CheckpointNotFoundError, CorruptCheckpointError, CheckpointSaveError, IncompleteRunError,
+            data.DataNotFoundError, data.CorruptFileError)
+
+
 def cli_main(argv: Optional[list[str]] = None) -> int:
-    """Entry point of the training sub-commands (``argv`` starts with fit/validate/test/predict)."""
+    """Entry point of the training sub-commands (``argv`` starts with fit/validate/test/predict).
+    The W&B run is finished here and checked (:func:`~exodus_lightning.tracking.finish_wandb_run`);
+    errors the user can act on are printed as ``exodus-lightning: error: ...`` (exit code 1)."""
     # LightningCLI reads sys.argv itself (and warns when given both): hand it exactly argv.
     saved = sys.argv
     sys.argv = [saved[0] if saved else "exodus-lightning", *(argv if argv is not None else saved[1:])]
+    errors: list[BaseException] = []
     try:
         ExodusCLI()
+    except _user_errors() as e:
+        errors.append(e)
     finally:
         sys.argv = saved
-    return 0
+    try:
+        finish_wandb_run()
+    except IncompleteRunError as e:
+        errors.append(e)
+    for e in errors:
+        print(f"exodus-lightning: error: {e}", file=sys.stderr)
+    return 1 if errors else 0
