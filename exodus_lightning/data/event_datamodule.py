@@ -192,8 +192,9 @@ class EventDataModule(DenseOnDevice, pl.LightningDataModule):
         for s in self.raw_splits:
             lines += [r.describe(self.data_dir) for r in self._required(s)]
         lines.append(
-            "Place the files there, or pass download=True to use tonic's downloader (needs internet; "
-            "tonic's download links are often broken, so downloading by hand is the reliable way)."
+            "Place the files there, or let tonic download them: add --data.init_args.download true to the "
+            "exodus-lightning command (download=True in Python; needs internet; tonic's download links are "
+            "often broken, so downloading by hand is the reliable way)."
         )
         return "\n".join(lines)
 
