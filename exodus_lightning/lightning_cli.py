@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
@@ -26,6 +27,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Optional
 
+from jsonargparse import DefaultHelpFormatter
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -41,7 +43,7 @@ from exodus_lightning.experiment import experiment_name, experiments_with_checkp
     newest_last_checkpoint
 import exodus_lightning.models  # noqa: F401
 import exodus_lightning.nn  # noqa: F401
-from exodus_lightning.tracking import IncompleteRunError, finish_wandb_run, wandb_mode
+from exodus_lightning.tracking import IncompleteRunError, finish_wandb_run, leave_anonymous_unset, wandb_mode
 
 _WANDB_LOGGERS = {"lightning.pytorch.loggers.WandbLogger", "lightning.pytorch.loggers.wandb.WandbLogger",
                   "pytorch_lightning.loggers.WandbLogger", "pytorch_lightning.loggers.wandb.WandbLogger"}
@@ -115,6 +117,49 @@ def default_logger_config(project: str = "exodus-lightning", save_dir: Optional[
     }
 
 
+def _quiet_third_party() -> None:
+    """Silence, precisely, what Lightning prints on every run that is not about the run: an advert
+    for its paid loggers (logged as "💡 Tip: ...") and torch's deprecation of ``LeafSpec``, which
+    Lightning's own ``_pytree`` helper triggers.  (W&B's "anonymous setting" warning is fixed at
+    its cause, :func:`~exodus_lightning.tracking.leave_anonymous_unset`.)"""
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+                            module=r"lightning\.pytorch\.utilities\._pytree")
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        log = logging.getLogger(name)
+        if not any(isinstance(f, _AdvertFilter) for f in log.filters):
+            log.addFilter(_AdvertFilter())
+
+
+class _AdvertFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip:")
+
+
+class ExodusHelpFormatter(DefaultHelpFormatter):
+    """jsonargparse's help, with a long "known subclasses" list (an ``nn.Module`` argument would
+    list every imported ``torch.nn`` class, hundreds of lines) replaced by how to choose one."""
+
+    longest_list = 20
+
+    def _get_help_string(self, action: Any) -> str:
+        text = super()._get_help_string(action)
+        head, known, rest = text.partition(", known subclasses: ")
+        if not known or not rest.endswith(")") or rest.count(", ") < self.longest_list:
+            return text
+        option = action.option_strings[0] if action.option_strings else action.dest
+        ours = [p for p in rest[:-1].split(", ") if p.startswith("exodus_lightning.")]
+        listed = f" (the framework's: {', '.join(ours)})" if 0 < len(ours) <= 8 else ""
+        return f"{head}, any subclass by class_path{listed}: {option}.help CLASS shows its arguments)"
+
+
+class ExodusArgumentParser(LightningArgumentParser):
+    """The CLI's parser: :class:`ExodusHelpFormatter` (also for ``--model.help CLASS``, which builds
+    a new parser of this class)."""
+
+    def __init__(self, *args: Any, formatter_class: type = ExodusHelpFormatter, **kwargs: Any) -> None:
+        super().__init__(*args, formatter_class=formatter_class, **kwargs)
+
+
 def _wandb_logger_config(logger: Any) -> Optional[Any]:
     """The config namespace of the (first) W&B logger among the Trainer's logger settings."""
     for item in logger if isinstance(logger, list) else [logger]:
@@ -147,9 +192,11 @@ class ExodusCLI(LightningCLI):
 
     def __init__(self, args: Optional[list[str]] = None, run: bool = True, **kwargs) -> None:
         kwargs.setdefault("save_config_callback", RunConfigSaver)
+        kwargs.setdefault("parser_class", ExodusArgumentParser)
         trainer_defaults = dict(kwargs.pop("trainer_defaults", {}) or {})
         trainer_defaults.setdefault("logger", default_logger_config())
         self.experiment: Optional[str] = None
+        _quiet_third_party()
         super().__init__(
             model_class=None,
             datamodule_class=None,
@@ -219,6 +266,9 @@ class ExodusCLI(LightningCLI):
                     callback.save_last = True
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # not one the user chose
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                leave_anonymous_unset(logger)
         return trainer
 
 

@@ -60,8 +60,19 @@ def wandb_logger(project: str = "exodus-lightning", save_dir: str = ".", name: O
     mode = wandb_mode()
     if run_id is not None:
         kwargs.setdefault("resume", "allow")
-    return WandbLogger(project=project, save_dir=save_dir, name=name, id=run_id, offline=(mode == "offline"),
-                       mode=mode, log_model=log_model, **kwargs)
+    logger = WandbLogger(project=project, save_dir=save_dir, name=name, id=run_id, offline=(mode == "offline"),
+                         mode=mode, log_model=log_model, **kwargs)
+    leave_anonymous_unset(logger)
+    return logger
+
+
+def leave_anonymous_unset(logger: Any) -> None:
+    """Lightning's ``WandbLogger`` hands ``anonymous=None`` to ``wandb.init``, which wandb (>= 0.19)
+    takes as set and answers on every run with "The anonymous setting has no effect"; None means
+    unset, so leave it out.  Call before the run starts (before ``logger.experiment``)."""
+    init = getattr(logger, "_wandb_init", None)
+    if isinstance(init, dict) and "anonymous" in init and init["anonymous"] is None:
+        del init["anonymous"]
 
 
 class CorruptRunFile(ValueError):

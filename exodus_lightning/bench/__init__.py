@@ -5,7 +5,8 @@ memory-traffic floor; ``bench data`` — model-ready samples/s of the data path,
 caches; ``bench epoch`` — a training epoch of the SHD network split into data waiting and steps;
 ``bench ottt`` — memory of online
 training vs BPTT/EXODUS over T; ``bench sparse`` — active-set vs dense backward; ``bench event`` —
-event-driven backward vs BPTT across firing rates.
+event-driven backward vs BPTT across firing rates; ``bench cli`` — how long the command line takes
+to answer (``fit --help`` rendered and cached).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "ottt": ("exodus_lightning.bench.ottt", "bench_ottt"),
     "sparse": ("exodus_lightning.bench.sparse", "bench_sparse"),
     "event": ("exodus_lightning.bench.event", "bench_event"),
+    "cli": ("exodus_lightning.bench.cli", "bench_cli"),
 }
 
 
