@@ -248,7 +248,8 @@ def check_run_file(run_dir: Union[str, Path], run_id: str) -> None:
 
 
 def finish_wandb_run() -> None:
-    """Finish the active W&B run, if any, and :func:`check_run_file` it."""
+    """Finish the active W&B run, if any, wait until wandb has written everything (its service
+    stops), and :func:`check_run_file` the run."""
     try:
         import wandb
     except ImportError:
@@ -258,4 +259,5 @@ def finish_wandb_run() -> None:
         return
     run_dir, run_id = Path(run.dir).parent, run.id
     wandb.finish()
+    wandb.teardown()  # finish() can return before wandb-core has closed the run file
     check_run_file(run_dir, run_id)
