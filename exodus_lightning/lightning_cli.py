@@ -47,7 +47,7 @@ from exodus_lightning.tracking import IncompleteRunError, finish_wandb_run, leav
 
 _WANDB_LOGGERS = {"lightning.pytorch.loggers.WandbLogger", "lightning.pytorch.loggers.wandb.WandbLogger",
                   "pytorch_lightning.loggers.WandbLogger", "pytorch_lightning.loggers.wandb.WandbLogger"}
-# --ckpt_path values that are keywords, not files
+# --ckpt_path values that are keywords, not files ("registry" also as "registry:<model>:...")
 _CKPT_KEYWORDS = ("last", "best", "hpc", "registry")
 
 
@@ -218,7 +218,7 @@ class ExodusCLI(LightningCLI):
         name = wandb.init_args.get("name") if wandb is not None else None
         self.experiment = experiment_name(config.as_dict(), _config_file(config), name)
         ckpt = config.get("ckpt_path")
-        if ckpt and not str(ckpt).startswith(_CKPT_KEYWORDS) and "://" not in str(ckpt):
+        if ckpt and str(ckpt).split(":")[0] not in _CKPT_KEYWORDS and "://" not in str(ckpt):
             verify_checkpoint(ckpt)  # before anything starts, and before LightningCLI reads its hyperparameters
 
     def before_instantiate_classes(self) -> None:
@@ -277,7 +277,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from exodus_lightning import data
 
     return (CheckpointNotFoundError, CorruptCheckpointError, CheckpointSaveError, IncompleteRunError,
-            data.DataNotFoundError, data.CorruptFileError)
+            data.DataNotFoundError, data.CorruptFileError, data.CacheError)
 
 
 def cli_main(argv: Optional[list[str]] = None) -> int:

@@ -176,3 +176,18 @@ def test_an_incomplete_w_and_b_run_file_is_detected(tmp_path):
     path.write_bytes(path.read_bytes()[:32768])
     with pytest.raises(IncompleteRunError, match="cutshort was not written completely"):
         check_run_file(run_dir, "cutshort")
+
+
+def test_the_plugin_in_a_python_trainer_verifies_what_it_resumes(tmp_path):
+    import lightning.pytorch as pl
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from exodus_lightning.models import SpikingClassifier
+
+    bad = _bad_checkpoints(tmp_path)["flipped"]
+    trainer = pl.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, accelerator="cpu", plugins=[AtomicCheckpointIO()])
+    assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)
+    data = DataLoader(TensorDataset(torch.rand(4, 5, 3), torch.arange(4) % 2), batch_size=2)
+    with pytest.raises(CorruptCheckpointError, match="flipped.ckpt is corrupted"):
+        trainer.fit(SpikingClassifier("3-2l", num_classes=2), data, ckpt_path=str(bad))
