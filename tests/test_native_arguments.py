@@ -135,3 +135,115 @@ def test_ops_reject_operands_the_kernels_would_read_past():
         torch.ops.exodus.leaky_forward(x, one, torch.zeros(2, 5, dtype=D), False)
     with pytest.raises(ValueError, match=r"out must have 40 elements"):
         torch.ops.exodus.leaky_backward(x, one, None, x[:, :1], None, False, True)
+
+
+# ------------------------------------------------------------------ sizes whose product overflows
+
+BIG = 2**22  # B = T = N = 2^22: B T N = 2^66 wraps to 0 in int64
+
+
+def _event_args(lib_module, name):
+    struct = {"srm_forward": lib_module.SRMForwardArgs, "srm_backward": lib_module.SRMBackwardArgs}[name]
+    return struct(B=BIG, T=BIG, N=BIG, dtype=1, decay_m=0.9, decay_s=0.8, decay_g=0.7, kappa=2.0,
+                  **({"theta": 1.0} if name == "srm_forward" else {}))
+
+
+@pytest.mark.parametrize("library", ["cpu", "emulation"])
+@pytest.mark.parametrize("name", ["srm_forward", "srm_backward"])
+def test_event_sizes_whose_product_overflows_are_an_error(library, name):
+    """Finding 4: ``B * T * N == 0`` in int64 wrapped to 0 for B = T = N = 2^22, and the CPU library
+    returned success having done nothing (NULL pointers and all)."""
+    from exodus_lightning.ops import event
+
+    lib = event.library() if library == "cpu" else event.emulation_library()
+    with pytest.raises(RuntimeError, match=r"B \* T \* N overflows int64 \(4194304 \* 4194304 \* 4194304\)"):
+        lib.call(name, _event_args(event, name))
+
+
+@pytest.mark.parametrize("library", ["cpu", "emulation"])
+@pytest.mark.parametrize("name", ["lif_forward", "lif_backward", "leaky_forward", "leaky_backward"])
+def test_core_sizes_whose_product_overflows_are_an_error(library, name):
+    from exodus_lightning import _native
+
+    lib = _native.cpu() if library == "cpu" else _native.emulation()
+    struct = {"lif_forward": _native.LifForwardArgs, "lif_backward": _native.LifBackwardArgs,
+              "leaky_forward": _native.LeakyForwardArgs, "leaky_backward": _native.LeakyBackwardArgs}[name]
+    with pytest.raises(RuntimeError, match=r"B \* T \* N overflows int64 \(4194304 \* 4194304 \* 4194304\)"):
+        getattr(lib, name)(struct(B=BIG, T=BIG, N=BIG, dtype=1))
+
+
+@pytest.mark.parametrize("library", ["cpu", "emulation"])
+def test_sparse_sizes_whose_product_overflows_are_an_error(library):
+    from exodus_lightning.ops import sparse
+
+    lib = sparse.library() if library == "cpu" else sparse.emulation_library()
+    with pytest.raises(RuntimeError, match=r"B \* T \* N overflows int64"):
+        lib.forward(sparse.ForwardArgs(B=BIG, T=2**20, N=BIG, dtype=1))
+    with pytest.raises(RuntimeError, match=r"B \* T \* N_in overflows int64 \(2 \* 3 \* 4611686018427387904\)"):
+        lib.backward(sparse.BackwardArgs(B=2, T=3, N_out=4, N_in=2**62, dtype=1))
+
+
+# ------------------------------------------------------------------ NULL pointers and empty tensors
+
+
+@pytest.mark.parametrize("missing", ["offsets", "times", "fvals", "grad_spikes", "e"])
+@pytest.mark.parametrize("library", ["cpu", "emulation"])
+def test_sparse_backward_names_a_null_pointer(missing, library):
+    """Finding 5: the CPU sparse backward checked only offsets and e; a NULL grad_spikes, times or
+    fvals was dereferenced (segmentation fault).  Every library now names the argument."""
+    from exodus_lightning.ops import sparse
+
+    lib = sparse.library() if library == "cpu" else sparse.emulation_library()
+    active = sparse.active_set_from_mask(torch.ones(2, 3, 4, dtype=torch.bool), dtype=D)
+    grad, e, powers = torch.ones(2, 3, 4, dtype=D), torch.empty(active.count, dtype=D), torch.empty(4, dtype=D)
+    given = dict(offsets=active.offsets, times=active.times, fvals=active.fvals, grad_spikes=grad, e=e)
+    pointers = {k: (None if k == missing else t.data_ptr()) for k, t in given.items()}
+    args = sparse.BackwardArgs(B=2, T=3, N_out=4, N_in=0, dtype=1, alpha=0.9, reset_scale=1.0, powers=powers.data_ptr(),
+                               **pointers)
+    expected = 2 * 4 + 1 if missing == "offsets" else 2 * 3 * 4
+    with pytest.raises(RuntimeError, match=rf"backward.*: {missing} is NULL \({expected} elements expected\)"):
+        lib.backward(args)
+
+
+EMPTY_SHAPES = [(0, 5, 3), (2, 0, 3), (2, 5, 0), (0, 0, 0)]
+
+
+@pytest.mark.parametrize("shape", EMPTY_SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("library", ["cpu", "emulation"])
+def test_sparse_ops_give_empty_results_for_empty_tensors(shape, library, monkeypatch):
+    """Finding 5: an empty tensor's data_ptr() is 0 and the sparse ops raised "h, spikes, v and counts
+    are required"; the C API takes zero sizes.  Empty inputs now give the reference loop's results:
+    empty spikes, membrane, trace, delta and dL/dx, zero counts, and a zero weight gradient when the
+    batch or the time axis is empty."""
+    from exodus_lightning.ops import sparse
+    from tests.reference import input_trace_reference, sparse_lif_reference
+
+    if library == "emulation":
+        emu = sparse.emulation_library()
+        monkeypatch.setattr(sparse, "for_device", lambda device_type: emu)
+    B, T, N = shape
+    N_in = 4
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(B, T, N_in, generator=g) < 0.5).to(D)
+    w = torch.randn(N, N_in, generator=g, dtype=D).requires_grad_()
+    h = x @ w.t()
+    s_ref, v_ref = sparse_lif_reference(h, 0.9, 1.0, 1.0, 0.3, 5.0, delay=True, strict=True)
+    spikes, v, counts = sparse.lif_forward(h.detach(), 0.9, 1.0, 1.0, 0.3, 5.0, True, True)
+    assert spikes.shape == v.shape == (B, T, N) and torch.equal(spikes, s_ref) and torch.equal(v, v_ref.detach())
+    assert counts.shape == (B * N,) and not counts.any()
+    active = sparse.collect_active(v, counts, 1.0, 0.3, 5.0)
+    assert active.count == 0 and active.offsets.shape == (B * N + 1,)
+    trace = sparse.input_trace(x, 0.9, True)
+    assert torch.equal(trace, input_trace_reference(x, 0.9, True))
+    grad = torch.randn(B, T, N, generator=g, dtype=D)
+    (dw_ref,) = torch.autograd.grad((s_ref * grad).sum(), w, allow_unused=True, materialize_grads=True)
+    for mode in (0, 1, 2):
+        in_active = sparse.active_set_from_mask(x != 0, dtype=D) if mode == 2 else None
+        out = sparse.sparse_backward(active, grad, 0.9, 1.0, False, True, trace, w.detach(), mode, in_active)
+        assert torch.equal(out["grad_w"], dw_ref), mode
+        if mode == 1:
+            assert out["delta"].shape == (B, T, N) and not out["delta"].any()
+        if mode == 2:
+            assert out["grad_x"].shape == (B, T, N_in) and not out["grad_x"].any()
+    delta = sparse.dense_backward(v, grad, 0.9, 1.0, 1.0, 0.3, 5.0, False, True)
+    assert delta.shape == (B, T, N)
