@@ -16,7 +16,7 @@ from typing import Callable, Iterator, Optional
 
 import pytest
 import torch
-from hypothesis import assume, given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import exodus_lightning.surrogate as sg
@@ -78,6 +78,12 @@ def arrange(values: torch.Tensor, layout: str, requires_grad: bool = False, expa
     else:
         view = leaf
     return leaf, view
+
+
+def test_profiles_bound_the_examples():
+    """The README's numbers: 60 examples per test by default (CI), 1000 with --hypothesis-profile long."""
+    assert settings.get_profile("ci").max_examples == 60
+    assert settings.get_profile("long").max_examples == 1000
 
 
 layouts = st.sampled_from(LAYOUTS)

@@ -367,7 +367,8 @@ def lif_forward(h: Tensor, alpha: float, theta: float, reset_scale: float, b_th:
 
 
 def collect_active(v: Tensor, counts: Tensor, theta: float, b_th: float, beta_s: float) -> ActiveSet:
-    """The active set of membrane ``v`` as a CSR (``counts`` from :func:`lif_forward`), on ``v``'s device."""
+    """The active set of membrane ``v`` as a CSR (``counts`` from :func:`lif_forward` on this ``v``; other
+    counts are a ValueError), on ``v``'s device."""
     check_tensor(v, "v")
     check_device(counts, "counts", v.device)
     B, T, N = v.shape
