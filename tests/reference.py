@@ -207,13 +207,14 @@ def input_trace_reference(x: Tensor, alpha: float, delay: bool) -> Tensor:
 # is anything with tau_m, tau_s, tau_grad, theta, decay ("exp" | "linear"), damping, max_dudt_inv.
 
 
-def _decay(tau: float, decay: str) -> float:
+def srm_decay(tau: float, decay: str) -> float:
+    """A trace's decay per step: ``exp(-1/tau)``, or the official code's ``1 - 1/tau``."""
     return math.exp(-1.0 / tau) if decay == "exp" else 1.0 - 1.0 / tau
 
 
 def eps_ref(d: int, tau_m: float, tau_s: float, decay: str) -> float:
     """S16 written out (``exp(-(d+1)/tau)``, or the code's ``(1 - 1/tau)^(d+1)``)."""
-    return tau_m / (tau_m - tau_s) * (_decay(tau_m, decay) ** (d + 1) - _decay(tau_s, decay) ** (d + 1))
+    return tau_m / (tau_m - tau_s) * (srm_decay(tau_m, decay) ** (d + 1) - srm_decay(tau_s, decay) ** (d + 1))
 
 
 def h_ref(d: int, tau_g: float, decay: str) -> float:

@@ -26,7 +26,7 @@ from exodus_lightning.ops import event as event_ops
 from exodus_lightning.ops import sparse as sparse_ops
 from tests.reference import (
     backward_ref, forward_ref, input_trace_reference, leaky_reference, lif_reference, sparse_lif_reference,
-    truncated_surrogate,
+    srm_decay, truncated_surrogate,
 )
 
 LAYOUTS = ("contiguous", "transposed", "step", "expanded", "offset")
@@ -512,8 +512,8 @@ class _SRM:
     def op_args(self) -> tuple[float, float, float, float]:
         """(decay_m, decay_s, decay_g, kappa) of the ops: ``exp(-1/tau)`` or ``1 - 1/tau``;
         ``kappa = tau_m / (tau_m - tau_s)``."""
-        d = (lambda tau: math.exp(-1.0 / tau)) if self.decay == "exp" else (lambda tau: 1.0 - 1.0 / tau)
-        return d(self.tau_m), d(self.tau_s), d(self.tau_grad), self.tau_m / (self.tau_m - self.tau_s)
+        return (srm_decay(self.tau_m, self.decay), srm_decay(self.tau_s, self.decay),
+                srm_decay(self.tau_grad, self.decay), self.tau_m / (self.tau_m - self.tau_s))
 
 
 @st.composite
