@@ -11,7 +11,10 @@
  * before the leak.  Truncated surrogate f(V) = 1 / (beta_s |V - theta| + 1)^2 when |V - theta| < b_th,
  * else 0; its support is the ACTIVE SET.  Active entries are stored per (b, j) as a CSR:
  * offsets[b * N + j] .. offsets[b * N + j + 1] index times (int32, ascending) and fvals (f).
- * Layout: (B, T, N) contiguous.  dtype: 0 float32, 1 float64.
+ * Layout: (B, T, N) contiguous.  dtype: 0 float32, 1 float64.  Sizes may be 0: a pointer to an empty
+ * tensor may be NULL (the Python side passes NULL for every empty tensor); every other pointer a call
+ * reads or writes is checked (an error naming it), and so is every size product (int64 overflow).
+ * The arrays of the active entries (times, fvals, e) may be NULL only when B T N is 0.
  *
  * Three libraries export these operations with the same structs: libexodus_sparse (CPU,
  * exodus_sparse_*), libexodus_sparse_cuda (exodus_sparse_cuda_*, pointers on CUDA device `device`,
@@ -34,8 +37,10 @@ extern "C" {
 #endif
 
 /* 2: device and stream at the end of every struct; 3: backward input_mode 3 (CPU); 4: the CPU
- * library's exodus_sparse_isa / isa_available / set_isa / build_info. */
-#define EXODUS_SPARSE_ABI_VERSION 4
+ * library's exodus_sparse_isa / isa_available / set_isa / build_info; 5: collect's status element
+ * after the times, every pointer checked (NULL for an empty tensor), sizes checked for overflow,
+ * grad_w alone asks for the weight gradient. */
+#define EXODUS_SPARSE_ABI_VERSION 5
 
 typedef struct exodus_sparse_forward_args {
     int64_t B, T, N;
@@ -56,8 +61,10 @@ typedef struct exodus_sparse_collect_args {
     int32_t dtype;
     const void* v;          /* (B, T, N) */
     double theta, b_th, beta_s;
-    const int64_t* offsets; /* (B * N + 1) exclusive prefix sum of counts */
-    int32_t* times;         /* (K) out */
+    const int64_t* offsets; /* (B * N + 1) exclusive prefix sum of forward's counts on this v */
+    int32_t* times;         /* (K + 1) out, K = offsets[B * N]: the times of the entries, then a status
+                             * element set to -1 when v does not match offsets (the caller's error:
+                             * the kernels never write past an entry's slot), left as it is else */
     void* fvals;            /* (K) out: truncated surrogate at the active entries */
     int32_t device;         /* ABI 2: as in exodus_sparse_forward_args */
     void* stream;
@@ -85,8 +92,8 @@ typedef struct exodus_sparse_backward_args {
     const void* fvals;
     const void* grad_spikes;/* (B, T, N_out) dL/dS */
     void* e;                /* (K) workspace/out: error at the active entries (e-hat for exact) */
-    const void* trace;      /* (B, T, N_in) or NULL: no weight gradient */
-    void* grad_w;           /* (N_out, N_in) out (overwritten) or NULL */
+    const void* trace;      /* (B, T, N_in): the weight gradient's input trace (with grad_w) */
+    void* grad_w;           /* (N_out, N_in) out (overwritten), or NULL: no weight gradient */
     /* input gradient: mode 0 none; 1 dense delta (B, T, N_out) written to delta (all times);
      * 2 sparse: dL/dx written only at the input layer's active entries (in_offsets/in_times), by
      * dot products with delta at the needed times (rows of W^T: one per active input entry);
