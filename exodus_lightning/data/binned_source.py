@@ -83,19 +83,22 @@ class BinnedSource:
                 raise CorruptFileError(f"sample {i} in {self.sample_file(i)}: {e}") from e
         return out, labels
 
+    def packed(self, indices: Sequence[int]) -> PackedSplit:
+        """The samples ``indices``, binned and packed."""
+        binned, labels = self.binned(indices)
+        return PackedSplit.from_binned(binned, labels, self.binner.feature_shape)
+
     def pack(self, num_workers: int = 0) -> PackedSplit:
-        """Every sample, binned and packed in sample order; ``num_workers`` processes read and bin blocks."""
+        """Every sample, binned and packed in sample order; ``num_workers`` processes read, bin and
+        pack blocks of samples (a block travels back as a few arrays, not one object per sample)."""
         blocks = [list(range(a, min(a + self.block_size, len(self)))) for a in range(0, len(self), self.block_size)]
-        binned: list[BinnedEvents] = []
         if num_workers > 0 and len(blocks) > 1:
             loader = DataLoader(_Blocks(self, blocks), batch_size=None, num_workers=min(num_workers, len(blocks)),
                                 collate_fn=_as_is)
-            for part in loader:
-                binned += part
+            parts = list(loader)
         else:
-            for block in blocks:
-                binned += self.binned(block)[0]
-        return PackedSplit.from_binned(binned, self._targets, self.binner.feature_shape)
+            parts = [self.packed(block) for block in blocks]
+        return PackedSplit.concatenate(parts)
 
 
 class _Blocks(Dataset):
@@ -105,8 +108,8 @@ class _Blocks(Dataset):
     def __len__(self) -> int:
         return len(self.blocks)
 
-    def __getitem__(self, i: int) -> list[BinnedEvents]:
-        return self.source.binned(self.blocks[i])[0]
+    def __getitem__(self, i: int) -> PackedSplit:
+        return self.source.packed(self.blocks[i])
 
 
 def _as_is(x: Any) -> Any:

@@ -168,15 +168,15 @@ class EventBinner:
 
     def _feature_index(self, x: np.ndarray, y: np.ndarray | None, p: np.ndarray, p_all: np.ndarray) -> np.ndarray:
         w, h, n_pol = self.out_sensor
+        _check_range("x", x, w)
         if n_pol == 1:
             # tonic's ToFrame: a single-polarity sensor maps every event to polarity 0
             if len(p_all) and p_all.min() != p_all.max():
                 raise ValueError("single-polarity sensor, but the events carry two polarities")
+            if self.one_d:
+                return x
             p = np.zeros_like(p)
-        _check_range("x", x, w)
         _check_range("polarity", p, n_pol)
-        if self.one_d:
-            return x
         _check_range("y", y, h)
         return (p * h + y) * w + x
 

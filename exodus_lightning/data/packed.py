@@ -90,6 +90,25 @@ class PackedSplit:
                    torch.from_numpy(n_steps.astype(np.int32)), torch.as_tensor(np.asarray(labels, dtype=np.int64)),
                    feature_shape)
 
+    @classmethod
+    def concatenate(cls, parts: Sequence["PackedSplit"]) -> "PackedSplit":
+        """The samples of ``parts`` (CPU splits of one feature shape) one after the other."""
+        if not parts:
+            raise ValueError("concatenate needs at least one packed split")
+        shape = parts[0].feature_shape
+        if any(p.feature_shape != shape for p in parts):
+            raise ValueError(f"packed splits of different feature shapes: {[p.feature_shape for p in parts]}")
+        offsets = [parts[0].offsets.numpy()]
+        for p in parts[1:]:
+            offsets.append(p.offsets.numpy()[1:] + offsets[-1][-1])
+
+        def cat(name: str) -> torch.Tensor:
+            arrays = [getattr(p, name).numpy() for p in parts]
+            return torch.from_numpy(np.concatenate(arrays, dtype=np.result_type(*arrays)))
+
+        return cls(cat("cells"), cat("counts"), torch.from_numpy(np.concatenate(offsets)), cat("n_steps"),
+                   cat("labels"), shape)
+
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
