@@ -141,3 +141,58 @@ def rel_err(a: Tensor, b: Tensor) -> float:
     a, b = a.double(), b.double()
     scale = b.abs().max().item()
     return (a - b).abs().max().item() / max(scale, 1e-30)
+
+
+# ----------------------------------------------------------------- sparse spiking gradient descent
+
+
+def truncated_surrogate(v: Tensor, theta: float, b_th: float, beta_s: float) -> Tensor:
+    """Suppl. E.5 eq. (20): ``1 / (beta_s |v - theta| + 1)^2`` where ``|v - theta| < b_th``, else 0."""
+    d = (v - theta).abs()
+    return torch.where(d < b_th, 1 / (beta_s * d + 1) ** 2, torch.zeros_like(v))
+
+
+class _TruncatedSpike(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, v, theta, strict, b_th, beta_s):
+        ctx.save_for_backward(v)
+        ctx.args = theta, b_th, beta_s
+        return (v > theta if strict else v >= theta).to(v.dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        (v,) = ctx.saved_tensors
+        theta, b_th, beta_s = ctx.args
+        return g * truncated_surrogate(v, theta, b_th, beta_s), None, None, None, None
+
+
+def sparse_lif_reference(h: Tensor, alpha: float, theta: float, reset_scale: float, b_th: float, beta_s: float,
+                         delay: bool, strict: bool, exact: bool = False) -> tuple[Tensor, Tensor]:
+    """The S3GD layer's neuron (suppl. E.2 eq. (17)-(19)) as a loop in ``h``'s dtype, in the kernels'
+    order of operations: ``V[t] = (alpha V[t-1] + h[t - delay]) - reset_scale S[t-1]``, ``S[t] = V[t] >
+    theta`` (``>=`` unless ``strict``).  Returns ``(spikes, V)``, differentiable w.r.t. ``h`` through the
+    truncated surrogate (BPTT), the reset detached unless ``exact``."""
+    B, T, N = h.shape
+    v = h.new_zeros(B, N)
+    s = h.new_zeros(B, N)
+    spikes, vs = [], []
+    for t in range(T):
+        inp = (h[:, t - 1] if t > 0 else torch.zeros_like(v)) if delay else h[:, t]
+        v = (alpha * v + inp) - reset_scale * (s if exact else s.detach())
+        s = _TruncatedSpike.apply(v, theta, strict, b_th, beta_s)
+        spikes.append(s)
+        vs.append(v)
+    if T == 0:
+        return h * 0, h * 0  # empty, and connected to h for autograd
+    return torch.stack(spikes, 1), torch.stack(vs, 1)
+
+
+def input_trace_reference(x: Tensor, alpha: float, delay: bool) -> Tensor:
+    """``tr[t] = alpha tr[t-1] + x[t - delay]`` (suppl. B: dV[t]/dW with the reset ignored), ``x[-1] = 0``."""
+    B, T, N = x.shape
+    tr = x.new_zeros(B, N)
+    out = []
+    for t in range(T):
+        tr = alpha * tr + ((x[:, t - 1] if t > 0 else torch.zeros_like(tr)) if delay else x[:, t])
+        out.append(tr)
+    return torch.stack(out, 1) if T else x.new_zeros(B, 0, N)

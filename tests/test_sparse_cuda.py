@@ -235,17 +235,22 @@ def test_emulated_driver_reports_errors_like_the_gpu_driver(emulated):
     with pytest.raises(RuntimeError, match=r"forward \(cuda emulation\): dtype must be float32 \(0\) or float64 "
                                            r"\(1\), got 2"):
         emulated.forward(_forward_args(h, out, counts, dtype=2))
-    with pytest.raises(RuntimeError, match="h, spikes, v and counts are required"):
+    with pytest.raises(RuntimeError, match=r"h is NULL \(24 elements expected\)"):
         emulated.forward(_forward_args(h, out, counts, h=None))
+    with pytest.raises(RuntimeError, match=r"counts is NULL \(6 elements expected\)"):
+        emulated.forward(ops.ForwardArgs(B=2, T=4, N=3, dtype=1, h=h.data_ptr(), spikes=out.data_ptr(),
+                                         v=out.data_ptr()))
+    with pytest.raises(RuntimeError, match=r"B \* T \* N overflows int64 \(4194304 \* 4194304 \* 4194304\)"):
+        emulated.forward(_forward_args(h, out, counts, B=2**22, T=2**22, N=2**22))
     with pytest.raises(RuntimeError, match="negative size"):
         emulated.forward(_forward_args(h, out, counts, B=-1))
     with pytest.raises(RuntimeError, match="T must fit in int32"):
         emulated.forward(_forward_args(h, out, counts, T=2**31))
-    with pytest.raises(RuntimeError, match="x and trace are required"):
+    with pytest.raises(RuntimeError, match="trace is NULL"):
         emulated.trace(ops.TraceArgs(B=2, T=4, N=3, dtype=1, x=h.data_ptr(), alpha=0.5, delay=1, trace=None))
-    with pytest.raises(RuntimeError, match="v, grad_spikes and delta are required"):
+    with pytest.raises(RuntimeError, match="grad_spikes is NULL"):
         emulated.dense_backward(ops.DenseBackwardArgs(B=2, T=4, N=3, dtype=0, v=h.data_ptr()))
-    with pytest.raises(RuntimeError, match="v, offsets, times and fvals are required"):
+    with pytest.raises(RuntimeError, match="offsets is NULL"):
         emulated.collect(ops.CollectArgs(B=2, T=4, N=3, dtype=1, v=h.data_ptr()))
 
     act = ops.active_set_from_mask(torch.rand(2, 4, 3) < 0.5)
@@ -260,13 +265,16 @@ def test_emulated_driver_reports_errors_like_the_gpu_driver(emulated):
         emulated.backward(ops.BackwardArgs(**args))
 
     backward()  # valid
-    with pytest.raises(RuntimeError, match="offsets, times, fvals, e and powers are required"):
-        backward(powers=None)
+    for name in ("offsets", "times", "fvals", "grad_spikes", "e", "powers"):
+        with pytest.raises(RuntimeError, match=f"{name} is NULL"):
+            backward(**{name: None})
+    with pytest.raises(RuntimeError, match=r"trace \(the weight gradient's input trace\) is NULL"):
+        backward(N_in=2, grad_w=out.data_ptr())
     with pytest.raises(RuntimeError, match="input_mode must be 0, 1 or 2, got 3"):
         backward(input_mode=3)
-    with pytest.raises(RuntimeError, match="input_mode 1 needs delta"):
+    with pytest.raises(RuntimeError, match=r"delta \(input_mode 1\) is NULL"):
         backward(input_mode=1)
-    with pytest.raises(RuntimeError, match="input_mode 2 needs w, in_offsets, in_times, need_offsets"):
+    with pytest.raises(RuntimeError, match=r"w \(input_mode 2\) is NULL \(9 elements expected\)"):
         backward(input_mode=2, N_in=3, grad_x=out.data_ptr())
     with pytest.raises(RuntimeError, match="negative N_in"):
         backward(N_in=-2)
@@ -319,7 +327,7 @@ def test_cuda_library_checks_arguments_before_the_device():
     out, counts = torch.empty_like(h), torch.zeros(6, dtype=torch.int64)
     with pytest.raises(RuntimeError, match=r"code 1\): forward \(cuda\): dtype must be float32"):
         lib.forward(_forward_args(h, out, counts, dtype=2))
-    with pytest.raises(RuntimeError, match=r"code 1\): backward \(cuda\): offsets, times, fvals, e and powers"):
+    with pytest.raises(RuntimeError, match=r"code 1\): backward \(cuda\): offsets is NULL"):
         lib.backward(ops.BackwardArgs(B=1, T=1, N_out=1, dtype=0))
     if not HAS_GPU:  # host pointers must never reach a real device
         with pytest.raises(RuntimeError, match=r"code 3\): forward \(cuda\): CUDA error"):

@@ -336,10 +336,12 @@ def test_input_gradient_path_choice_by_cost():
 def test_native_input_mode_3_checks_its_arguments():
     """The C entry point names what input_mode 3 lacks (W itself, not only W^T)."""
     args = ops.BackwardArgs(B=1, T=1, N_out=1, N_in=1, dtype=1, alpha=0.9, input_mode=3)
-    off = torch.zeros(2, dtype=torch.int64)
-    e = torch.zeros(1, dtype=D)
-    args.offsets, args.e = off.data_ptr(), e.data_ptr()
-    with pytest.raises(RuntimeError, match="input_mode 3 needs w, in_offsets, in_times and grad_x"):
+    off, times = torch.zeros(2, dtype=torch.int64), torch.zeros(1, dtype=torch.int32)
+    one = torch.zeros(1, dtype=D)
+    args.offsets, args.times, args.fvals, args.grad_spikes, args.e = (
+        off.data_ptr(), times.data_ptr(), one.data_ptr(), one.data_ptr(), one.data_ptr())
+    args.in_offsets, args.in_times, args.grad_x, args.w_t = off.data_ptr(), times.data_ptr(), one.data_ptr(), one.data_ptr()
+    with pytest.raises(RuntimeError, match=r"backward \(input_mode 3\): w is NULL \(1 elements expected\)"):
         ops.library().backward(args)
     args.input_mode = 4
     with pytest.raises(RuntimeError, match="input_mode must be 0, 1, 2 or 3"):

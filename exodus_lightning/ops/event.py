@@ -4,8 +4,8 @@
 ``libexodus_event_cuda`` for CUDA tensors (loaded lazily, the first time a CUDA tensor arrives; the
 kernels run on the tensor's own device and on its current stream).
 
-The ops see ``(B, T, N)`` contiguous tensors: float32/float64 on the CPU, and also float16/bfloat16
-(with float32 state and arithmetic) on CUDA:
+The ops take ``(B, T, N)`` tensors of any strides (handed to the kernels contiguous): float32/float64
+on the CPU, and also float16/bfloat16 (with float32 state and arithmetic) on CUDA:
 
 - :func:`srm_forward` — the SRM neuron of suppl. S14–S16 as a two-trace recurrence (see
   :mod:`exodus_lightning.algorithms.event_driven`), returning spikes, the discrete ``du/dt`` and the
@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 
 from exodus_lightning import _native
+from exodus_lightning.ops._common import Pointers
 
 LIBRARY = "exodus_event"
 CUDA_LIBRARY = "exodus_event_cuda"
@@ -180,10 +181,6 @@ def _device_and_stream(x: Tensor) -> tuple[int, Optional[int]]:
     return x.device.index, torch.cuda.current_stream(x.device).cuda_stream
 
 
-def _ptr(t: Optional[Tensor]) -> Optional[int]:
-    return None if t is None or t.numel() == 0 else t.data_ptr()
-
-
 @torch.library.custom_op("exodus_event::srm_forward", mutates_args=())
 def srm_forward(current: Tensor, decay_m: float, decay_s: float, decay_g: float, kappa: float, theta: float,
                 return_u: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -193,15 +190,15 @@ def srm_forward(current: Tensor, decay_m: float, decay_s: float, decay_g: float,
         raise ValueError(f"current must have shape (B, T, N), got {tuple(current.shape)}")
     tag = _dtype_tag(current, "current")
     B, T, N = current.shape
-    current = current.contiguous()
-    spikes, du, dug = torch.empty_like(current), torch.empty_like(current), torch.empty_like(current)
-    u = torch.empty_like(current) if return_u else current.new_empty((0,))
+    spikes, du, dug = (current.new_empty((B, T, N)) for _ in range(3))
+    u = current.new_empty((B, T, N)) if return_u else current.new_empty((0,))
     lib = for_device(current.device.type)
     device, stream = _device_and_stream(current)
-    args = SRMForwardArgs(B=B, T=T, N=N, dtype=tag, current=_ptr(current), decay_m=decay_m, decay_s=decay_s,
-                          decay_g=decay_g, kappa=kappa, theta=theta, spikes=_ptr(spikes), du=_ptr(du),
-                          dug=_ptr(dug), u=_ptr(u), device=device, stream=stream)
-    lib.call("srm_forward", args)
+    with Pointers() as ptr:
+        lib.call("srm_forward", SRMForwardArgs(
+            B=B, T=T, N=N, dtype=tag, current=ptr(current), decay_m=decay_m, decay_s=decay_s, decay_g=decay_g,
+            kappa=kappa, theta=theta, spikes=ptr.out(spikes), du=ptr.out(du), dug=ptr.out(dug), u=ptr.out(u),
+            device=device, stream=stream))
     return spikes, du, dug, u
 
 
@@ -225,15 +222,15 @@ def srm_backward(grad_spikes: Tensor, spikes: Tensor, du: Tensor, dug: Tensor, d
         raise ValueError(f"spikes must have shape (B, T, N), got {tuple(spikes.shape)}")
     tag = _dtype_tag(spikes, "spikes")
     B, T, N = spikes.shape
-    grad_spikes, spikes, du, dug = (t.to(spikes.dtype).contiguous() for t in (grad_spikes, spikes, du, dug))
-    e_w, e_in = torch.empty_like(spikes), torch.empty_like(spikes)
+    grad_spikes, du, dug = (t.to(spikes.dtype) for t in (grad_spikes, du, dug))
+    e_w, e_in = spikes.new_empty((B, T, N)), spikes.new_empty((B, T, N))
     lib = for_device(spikes.device.type)
     device, stream = _device_and_stream(spikes)
-    args = SRMBackwardArgs(B=B, T=T, N=N, dtype=tag, grad_spikes=_ptr(grad_spikes), spikes=_ptr(spikes),
-                           du=_ptr(du), dug=_ptr(dug), decay_m=decay_m, decay_s=decay_s, decay_g=decay_g,
-                           kappa=kappa, max_dudt_inv=max_dudt_inv, e_w=_ptr(e_w), e_in=_ptr(e_in),
-                           device=device, stream=stream)
-    lib.call("srm_backward", args)
+    with Pointers() as ptr:
+        lib.call("srm_backward", SRMBackwardArgs(
+            B=B, T=T, N=N, dtype=tag, grad_spikes=ptr(grad_spikes), spikes=ptr(spikes), du=ptr(du), dug=ptr(dug),
+            decay_m=decay_m, decay_s=decay_s, decay_g=decay_g, kappa=kappa, max_dudt_inv=max_dudt_inv,
+            e_w=ptr.out(e_w), e_in=ptr.out(e_in), device=device, stream=stream))
     return e_w, e_in
 
 

@@ -13,20 +13,20 @@ import torch
 from torch import Tensor
 
 from exodus_lightning import _native
-from exodus_lightning.ops._common import launch_context, ptr
+from exodus_lightning.ops._common import Pointers, check_operands, launch_context
 
 
 @torch.library.custom_op("exodus::leaky_forward", mutates_args=())
 def leaky_forward(x: Tensor, alpha: Tensor, v0: Optional[Tensor], norm_input: bool) -> Tensor:
     B, T, N = x.shape
-    x = x.contiguous()
-    v0c = v0.contiguous() if v0 is not None else None
+    check_operands(x, (("alpha", alpha),), (("v0", v0),))
     lib, tag, device, stream = launch_context(x)
-    out = torch.empty_like(x)
-    lib.leaky_forward(_native.LeakyForwardArgs(
-        B=B, T=T, N=N, dtype=tag, device=device, stream=stream, x=ptr(x), alpha=ptr(alpha),
-        alpha_per_neuron=int(alpha.numel() > 1), v0=ptr(v0c), norm_input=int(norm_input), out=ptr(out),
-    ))
+    out = x.new_empty((B, T, N))
+    with Pointers() as ptr:
+        lib.leaky_forward(_native.LeakyForwardArgs(
+            B=B, T=T, N=N, dtype=tag, device=device, stream=stream, x=ptr(x), alpha=ptr(alpha),
+            alpha_per_neuron=int(alpha.numel() > 1), v0=ptr(v0), norm_input=int(norm_input), out=ptr.out(out),
+        ))
     return out
 
 
@@ -42,19 +42,18 @@ def leaky_backward(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Returns (dL/dx, dL/dv0, dL/dalpha per (batch, neuron) or empty)."""
     B, T, N = grad_out.shape
-    grad_out = grad_out.contiguous()
+    check_operands(grad_out, (("alpha", alpha),), (("v0", v0),), (("out", out), ("x", x)))
     lib, tag, device, stream = launch_context(grad_out)
-    v0c = v0.contiguous() if v0 is not None else None
-    outc = out.contiguous() if out is not None else None
-    xc = x.contiguous() if x is not None else None
-    grad_x = torch.empty_like(grad_out)
+    grad_x = grad_out.new_empty((B, T, N))
     grad_v0 = grad_out.new_empty((B, N))
     grad_alpha = grad_out.new_empty((B, N)) if need_alpha_grad else grad_out.new_empty((0,))
-    lib.leaky_backward(_native.LeakyBackwardArgs(
-        B=B, T=T, N=N, dtype=tag, device=device, stream=stream, grad_out=ptr(grad_out), alpha=ptr(alpha),
-        alpha_per_neuron=int(alpha.numel() > 1), v0=ptr(v0c), out=ptr(outc), x=ptr(xc),
-        norm_input=int(norm_input), grad_x=ptr(grad_x), grad_v0=ptr(grad_v0), grad_alpha=ptr(grad_alpha),
-    ))
+    with Pointers() as ptr:
+        lib.leaky_backward(_native.LeakyBackwardArgs(
+            B=B, T=T, N=N, dtype=tag, device=device, stream=stream, grad_out=ptr(grad_out), alpha=ptr(alpha),
+            alpha_per_neuron=int(alpha.numel() > 1), v0=ptr(v0), out=ptr(out), x=ptr(x),
+            norm_input=int(norm_input), grad_x=ptr.out(grad_x), grad_v0=ptr.out(grad_v0),
+            grad_alpha=ptr.out(grad_alpha),
+        ))
     return grad_x, grad_v0, grad_alpha
 
 

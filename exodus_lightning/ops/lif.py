@@ -5,8 +5,9 @@ Function that ties them together (ARCHITECTURE §2, §4).
 only the op's inputs; so forward and backward are two ops, and :class:`LIFFunction` calls the
 forward op, saves the pre-reset membrane ``v``, and in its backward evaluates the surrogate —
 fused in the kernel for the built-ins, or any callable computed in PyTorch — before calling the
-backward op.  The ops see ``(B, T, N)`` contiguous tensors; parameters are ``(N,)`` or ``(1,)``
-in the accumulation dtype.
+backward op.  The ops take ``(B, T, N)`` tensors of any strides (the kernels get contiguous copies,
+:class:`~exodus_lightning.ops._common.Pointers`); parameters are ``(N,)`` or ``(1,)`` in the
+accumulation dtype.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import torch
 from torch import Tensor
 
 from exodus_lightning import _native
-from exodus_lightning.ops._common import launch_context, ptr
+from exodus_lightning.ops._common import Pointers, check_operands, launch_context
 
 RESET_MODES = {"subtract": 0, "zero": 1}
 BACKWARD_MODES = {"exodus": 0, "slayer": 1}
@@ -39,28 +40,25 @@ def lif_forward(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Forward scan. Returns (spikes, v pre-reset, v_post[T-1], i[T-1], i trace or empty)."""
     B, T, N = x.shape
-    x = x.contiguous()
+    check_operands(x, (("alpha", alpha), ("theta", theta), ("beta", beta)), (("v0", v0), ("i0", i0)))
     lib, tag, device, stream = launch_context(x)
-    spikes = torch.empty_like(x)
-    v = torch.empty_like(x)
+    spikes = x.new_empty((B, T, N))
+    v = x.new_empty((B, T, N))
     v_final = x.new_empty((B, N))
     i_final = x.new_zeros((B, N))
-    i_trace = torch.empty_like(x) if return_i_trace else x.new_empty((0,))
-    args = _native.LifForwardArgs(
-        B=B, T=T, N=N, dtype=tag, device=device, stream=stream,
-        x=ptr(x), alpha=ptr(alpha), theta=ptr(theta), beta=ptr(beta),
-        alpha_per_neuron=int(alpha.numel() > 1), theta_per_neuron=int(theta.numel() > 1),
-        beta_per_neuron=int(beta is not None and beta.numel() > 1),
-        v0=ptr(v0.contiguous() if v0 is not None else None), i0=ptr(i0.contiguous() if i0 is not None else None),
-        reset_mode=reset_mode, max_spikes=max_spikes, has_clamp=int(v_min is not None),
-        v_min=float(v_min) if v_min is not None else 0.0, norm_input=int(norm_input),
-        spikes=ptr(spikes), v=ptr(v), v_final=ptr(v_final), i_final=ptr(i_final) if beta is not None else None,
-        i_trace=ptr(i_trace),
-    )
-    # Keep contiguous copies alive for the duration of the call.
-    _keep = (v0, i0)
-    lib.lif_forward(args)
-    del _keep
+    i_trace = x.new_empty((B, T, N)) if return_i_trace else x.new_empty((0,))
+    with Pointers() as ptr:
+        lib.lif_forward(_native.LifForwardArgs(
+            B=B, T=T, N=N, dtype=tag, device=device, stream=stream,
+            x=ptr(x), alpha=ptr(alpha), theta=ptr(theta), beta=ptr(beta),
+            alpha_per_neuron=int(alpha.numel() > 1), theta_per_neuron=int(theta.numel() > 1),
+            beta_per_neuron=int(beta is not None and beta.numel() > 1),
+            v0=ptr(v0), i0=ptr(i0),
+            reset_mode=reset_mode, max_spikes=max_spikes, has_clamp=int(v_min is not None),
+            v_min=float(v_min) if v_min is not None else 0.0, norm_input=int(norm_input),
+            spikes=ptr.out(spikes), v=ptr.out(v), v_final=ptr.out(v_final),
+            i_final=ptr.out(i_final) if beta is not None else None, i_trace=ptr.out(i_trace),
+        ))
     return spikes, v, v_final, i_final, i_trace
 
 
@@ -97,33 +95,30 @@ def lif_backward(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Reverse scan. Returns (dL/dx, dL/dv0, dL/di0, dL/dalpha per (batch, neuron) or empty)."""
     B, T, N = v.shape
+    check_operands(v, (("alpha", alpha), ("theta", theta), ("beta", beta)),
+                   (("grad_v_final", grad_v_final), ("grad_i_final", grad_i_final), ("v0", v0)),
+                   (("grad_spikes", grad_spikes), ("grad_v", grad_v), ("surrogate", surrogate), ("i_trace", i_trace)))
     lib, tag, device, stream = launch_context(v)
-
-    def c(t: Optional[Tensor]) -> Optional[Tensor]:
-        return None if t is None else t.contiguous()
-
-    grad_spikes, grad_v, grad_v_final, grad_i_final = c(grad_spikes), c(grad_v), c(grad_v_final), c(grad_i_final)
-    surrogate, v0, i_trace, v = c(surrogate), c(v0), c(i_trace), v.contiguous()
-    grad_x = torch.empty_like(v)
+    grad_x = v.new_empty((B, T, N))
     grad_v0 = v.new_empty((B, N))
     grad_i0 = v.new_zeros((B, N))
     grad_alpha = v.new_empty((B, N)) if need_alpha_grad else v.new_empty((0,))
-    args = _native.LifBackwardArgs(
-        B=B, T=T, N=N, dtype=tag, device=device, stream=stream,
-        grad_spikes=ptr(grad_spikes), grad_v=ptr(grad_v), grad_v_final=ptr(grad_v_final),
-        grad_i_final=ptr(grad_i_final), v=ptr(v), surrogate=ptr(surrogate),
-        surrogate_id=surrogate_id, surrogate_p0=surrogate_p0, surrogate_p1=surrogate_p1, surrogate_p2=surrogate_p2,
-        alpha=ptr(alpha), theta=ptr(theta), beta=ptr(beta),
-        alpha_per_neuron=int(alpha.numel() > 1), theta_per_neuron=int(theta.numel() > 1),
-        beta_per_neuron=int(beta is not None and beta.numel() > 1),
-        v0=ptr(v0), i_trace=ptr(i_trace),
-        reset_mode=reset_mode, max_spikes=max_spikes, has_clamp=int(v_min is not None),
-        v_min=float(v_min) if v_min is not None else 0.0, norm_input=int(norm_input),
-        backward_mode=backward_mode,
-        grad_x=ptr(grad_x), grad_v0=ptr(grad_v0), grad_i0=ptr(grad_i0) if beta is not None else None,
-        grad_alpha=ptr(grad_alpha),
-    )
-    lib.lif_backward(args)
+    with Pointers() as ptr:
+        lib.lif_backward(_native.LifBackwardArgs(
+            B=B, T=T, N=N, dtype=tag, device=device, stream=stream,
+            grad_spikes=ptr(grad_spikes), grad_v=ptr(grad_v), grad_v_final=ptr(grad_v_final),
+            grad_i_final=ptr(grad_i_final), v=ptr(v), surrogate=ptr(surrogate),
+            surrogate_id=surrogate_id, surrogate_p0=surrogate_p0, surrogate_p1=surrogate_p1,
+            surrogate_p2=surrogate_p2, alpha=ptr(alpha), theta=ptr(theta), beta=ptr(beta),
+            alpha_per_neuron=int(alpha.numel() > 1), theta_per_neuron=int(theta.numel() > 1),
+            beta_per_neuron=int(beta is not None and beta.numel() > 1),
+            v0=ptr(v0), i_trace=ptr(i_trace),
+            reset_mode=reset_mode, max_spikes=max_spikes, has_clamp=int(v_min is not None),
+            v_min=float(v_min) if v_min is not None else 0.0, norm_input=int(norm_input),
+            backward_mode=backward_mode,
+            grad_x=ptr.out(grad_x), grad_v0=ptr.out(grad_v0),
+            grad_i0=ptr.out(grad_i0) if beta is not None else None, grad_alpha=ptr.out(grad_alpha),
+        ))
     return grad_x, grad_v0, grad_i0, grad_alpha
 
 

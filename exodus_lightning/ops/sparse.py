@@ -39,6 +39,7 @@ import torch
 from torch import Tensor
 
 from exodus_lightning import _native
+from exodus_lightning.ops._common import Pointers
 
 LIBRARY = "exodus_sparse"
 CUDA_LIBRARY = "exodus_sparse_cuda"
@@ -268,10 +269,6 @@ def for_device(device_type: str) -> SparseLibrary:
     raise NotImplementedError(f"the sparse-SGD kernels run on CPU and CUDA tensors, not on {device_type!r}")
 
 
-def _ptr(t: Optional[Tensor]) -> Optional[int]:
-    return None if t is None else t.data_ptr()
-
-
 def _launch(t: Tensor) -> tuple[SparseLibrary, int, Optional[int]]:
     """(library, device index, stream) for a call on ``t``'s device: the caller's current stream of
     the tensor's own device (multi-GPU safe)."""
@@ -355,15 +352,15 @@ def lif_forward(h: Tensor, alpha: float, theta: float, reset_scale: float, b_th:
                 delay: bool, strict: bool) -> tuple[Tensor, Tensor, Tensor]:
     """Neuron scan of suppl. E.2 on ``h = x W^T``: returns ``(spikes, V, counts (B*N,) int64)``."""
     check_tensor(h, "h")
-    h = h.contiguous()
     B, T, N = h.shape
-    spikes, v = torch.empty_like(h), torch.empty_like(h)
+    spikes, v = h.new_empty((B, T, N)), h.new_empty((B, T, N))
     counts = torch.zeros(B * N, dtype=torch.int64, device=h.device)
     lib, device, stream = _launch(h)
-    lib.forward(ForwardArgs(B=B, T=T, N=N, dtype=_DTYPES[h.dtype], h=_ptr(h), alpha=alpha, theta=theta,
-                            reset_scale=reset_scale, b_th=b_th, beta_s=beta_s, delay=int(delay),
-                            strict=int(strict), spikes=_ptr(spikes), v=_ptr(v), counts=_ptr(counts),
-                            device=device, stream=stream))
+    with Pointers() as ptr:
+        lib.forward(ForwardArgs(B=B, T=T, N=N, dtype=_DTYPES[h.dtype], h=ptr(h), alpha=alpha, theta=theta,
+                                reset_scale=reset_scale, b_th=b_th, beta_s=beta_s, delay=int(delay),
+                                strict=int(strict), spikes=ptr.out(spikes), v=ptr.out(v), counts=ptr.out(counts),
+                                device=device, stream=stream))
     return spikes, v, counts
 
 
@@ -371,8 +368,10 @@ def collect_active(v: Tensor, counts: Tensor, theta: float, b_th: float, beta_s:
     """The active set of membrane ``v`` as a CSR (``counts`` from :func:`lif_forward`), on ``v``'s device."""
     check_tensor(v, "v")
     check_device(counts, "counts", v.device)
-    v = v.contiguous()
     B, T, N = v.shape
+    if counts.dtype != torch.int64 or counts.numel() != B * N:
+        raise ValueError(f"counts must be int64 with B * N = {B * N} elements (from lif_forward), "
+                         f"got {counts.dtype} of shape {tuple(counts.shape)}")
     offsets = torch.zeros(B * N + 1, dtype=torch.int64, device=v.device)
     torch.cumsum(counts, 0, out=offsets[1:])
     K = int(offsets[-1])
@@ -380,9 +379,10 @@ def collect_active(v: Tensor, counts: Tensor, theta: float, b_th: float, beta_s:
     times = torch.empty(max(K, 1), dtype=torch.int32, device=v.device)
     fvals = torch.empty(max(K, 1), dtype=v.dtype, device=v.device)
     lib, device, stream = _launch(v)
-    lib.collect(CollectArgs(B=B, T=T, N=N, dtype=_DTYPES[v.dtype], v=_ptr(v), theta=theta, b_th=b_th,
-                            beta_s=beta_s, offsets=_ptr(offsets), times=_ptr(times), fvals=_ptr(fvals),
-                            device=device, stream=stream))
+    with Pointers() as ptr:
+        lib.collect(CollectArgs(B=B, T=T, N=N, dtype=_DTYPES[v.dtype], v=ptr(v), theta=theta, b_th=b_th,
+                                beta_s=beta_s, offsets=ptr.out(offsets), times=ptr.out(times),
+                                fvals=ptr.out(fvals), device=device, stream=stream))
     return ActiveSet(offsets, times, fvals, (B, T, N), K)
 
 
@@ -409,12 +409,12 @@ def active_set_from_mask(mask: Tensor, fvals: Optional[Tensor] = None, dtype: to
 def input_trace(x: Tensor, alpha: float, delay: bool) -> Tensor:
     """Presynaptic trace ``tr[t] = alpha tr[t-1] + x[t - delay]`` (suppl. B: dV[t]/dW, reset ignored)."""
     check_tensor(x, "x")
-    x = x.contiguous()
     B, T, N = x.shape
-    tr = torch.empty_like(x)
+    tr = x.new_empty((B, T, N))
     lib, device, stream = _launch(x)
-    lib.trace(TraceArgs(B=B, T=T, N=N, dtype=_DTYPES[x.dtype], x=_ptr(x), alpha=alpha, delay=int(delay),
-                        trace=_ptr(tr), device=device, stream=stream))
+    with Pointers() as ptr:
+        lib.trace(TraceArgs(B=B, T=T, N=N, dtype=_DTYPES[x.dtype], x=ptr(x), alpha=alpha, delay=int(delay),
+                            trace=ptr.out(tr), device=device, stream=stream))
     return tr
 
 
@@ -494,14 +494,13 @@ def sparse_backward(active: ActiveSet, grad_spikes: Tensor, alpha: float, reset_
     dt = grad_spikes.dtype
     if active.fvals.dtype != dt:
         raise TypeError(f"active.fvals is {active.fvals.dtype}, grad_spikes is {dt}: the dtypes must match")
-    grad_spikes = grad_spikes.contiguous()
     N_in = 0
     if trace is not None:
         check_tensor(trace, "trace")
         check_device(trace, "trace", dev)
         if tuple(trace.shape[:2]) != (B, T):
             raise ValueError(f"trace must have shape {(B, T)} + (N_in,), got {tuple(trace.shape)}")
-        trace = trace.contiguous().to(dt)
+        trace = trace.to(dt)
         N_in = trace.shape[2]
     if input_mode == 2:
         if weight is None or input_active is None:
@@ -519,70 +518,64 @@ def sparse_backward(active: ActiveSet, grad_spikes: Tensor, alpha: float, reset_
     lib, device, stream = _launch(grad_spikes)
     e = torch.empty(max(active.count, 1), dtype=dt, device=dev)
     out: dict[str, Tensor] = {"e": e}
-    args = BackwardArgs(B=B, T=T, N_out=N, N_in=N_in, dtype=_DTYPES[dt], alpha=alpha, reset_scale=reset_scale,
-                        exact=int(exact), delay=int(delay), offsets=_ptr(active.offsets), times=_ptr(active.times),
-                        fvals=_ptr(active.fvals), grad_spikes=_ptr(grad_spikes), e=_ptr(e), input_mode=input_mode,
-                        device=device, stream=stream)
-    keep: list[Tensor] = []  # alive until the call returns (the pointers are raw)
-    if lib.device_drivers:
-        powers = torch.empty(T + 1, dtype=dt, device=dev)
-        args.powers = _ptr(powers)
-        keep.append(powers)
-    if trace is not None:
-        grad_w = torch.empty(N, N_in, dtype=dt, device=dev)
-        args.trace, args.grad_w = _ptr(trace), _ptr(grad_w)
-        out["grad_w"] = grad_w
-    if input_mode == 1:
-        delta = torch.empty(B, T, N, dtype=dt, device=dev)
-        args.delta = _ptr(delta)
-        out["delta"] = delta
-    elif input_mode == 2:
-        # The CPU library writes all of grad_x (zeroing each sample's slice in parallel); the CUDA
-        # drivers write the active entries only.
-        grad_x = (torch.zeros if lib.device_drivers else torch.empty)(B, T, N_in, dtype=dt, device=dev)
-        args.grad_x = _ptr(grad_x)
-        args.in_offsets, args.in_times = _ptr(input_active.offsets), _ptr(input_active.times)
-        # W itself for every path: the CUDA threads along i read its rows coalesced, the CPU product
-        # path reads a row per active output entry, the CPU dot-product path transposes it
-        w = weight.detach().to(dt).contiguous()
-        args.w = _ptr(w)
-        keep.append(w)
-        workspace: Optional[Tensor] = None
+    # every tensor handed to the library is held by ptr until the call returns (the pointers are raw)
+    with Pointers() as ptr:
+        args = BackwardArgs(B=B, T=T, N_out=N, N_in=N_in, dtype=_DTYPES[dt], alpha=alpha, reset_scale=reset_scale,
+                            exact=int(exact), delay=int(delay), offsets=ptr(active.offsets), times=ptr(active.times),
+                            fvals=ptr(active.fvals), grad_spikes=ptr(grad_spikes), e=ptr.out(e),
+                            input_mode=input_mode, device=device, stream=stream)
         if lib.device_drivers:
-            # delta at each sample's needed times
-            need_offsets, need_times, need_index = needed_times(input_active)
-            workspace = torch.empty(max(int(need_offsets[-1]), 1), N, dtype=dt, device=dev)
-            args.delta_needed = _ptr(workspace)
-            args.need_offsets, args.need_times, args.need_index = (
-                _ptr(need_offsets), _ptr(need_times), _ptr(need_index))
-            keep += [need_offsets, need_times, need_index]
-        elif input_path == "products" or (input_path == "auto" and products_are_cheaper(
-                B, T, N, N_in, active.count, input_active.count)):
-            # mode 3: the library's only workspace is, per thread, one sample's errors (row pointer +
-            # value) and active inputs (int64) bucketed by time, three (T + 1) int64 index arrays and
-            # the scan's row of N_in (counted here for an average sample)
-            args.input_mode = 3
-            n_threads = max(1, min(lib.max_threads(), B))
-            size = grad_spikes.element_size()
-            per_sample_out, per_sample_in = -(-active.count // max(B, 1)), -(-input_active.count // max(B, 1))
-            workspace_bytes = n_threads * (per_sample_out * (8 + size) + per_sample_in * 8 + 3 * (T + 1) * 8
-                                           + N_in * size)
-        else:
-            # per-thread delta at the needed times; the library transposes W into the tail (rows of
-            # W^T make the dot products over j contiguous), in parallel and cache-blocked
-            n_ws = max(1, min(lib.max_threads(), B))
-            workspace = torch.empty(n_ws * T * N + N_in * N, dtype=dt, device=dev)
-            args.workspace, args.n_workspaces = _ptr(workspace), n_ws
-        if workspace is not None:
-            workspace_bytes = workspace.numel() * workspace.element_size()
-            keep.append(workspace)
-        out["grad_x"] = grad_x
-        # W itself is the caller's and not counted
-        out["workspace_bytes"] = torch.tensor(workspace_bytes)
-    lib.backward(args)
+            args.powers = ptr.out(torch.empty(T + 1, dtype=dt, device=dev))
+        if trace is not None:
+            grad_w = torch.empty(N, N_in, dtype=dt, device=dev)
+            args.trace, args.grad_w = ptr(trace), ptr.out(grad_w)
+            out["grad_w"] = grad_w
+        if input_mode == 1:
+            delta = torch.empty(B, T, N, dtype=dt, device=dev)
+            args.delta = ptr.out(delta)
+            out["delta"] = delta
+        elif input_mode == 2:
+            # The CPU library writes all of grad_x (zeroing each sample's slice in parallel); the CUDA
+            # drivers write the active entries only.
+            grad_x = (torch.zeros if lib.device_drivers else torch.empty)(B, T, N_in, dtype=dt, device=dev)
+            args.grad_x = ptr.out(grad_x)
+            args.in_offsets, args.in_times = ptr(input_active.offsets), ptr(input_active.times)
+            # W itself for every path: the CUDA threads along i read its rows coalesced, the CPU product
+            # path reads a row per active output entry, the CPU dot-product path transposes it
+            args.w = ptr(weight.detach().to(dt))
+            workspace: Optional[Tensor] = None
+            if lib.device_drivers:
+                # delta at each sample's needed times
+                need_offsets, need_times, need_index = needed_times(input_active)
+                workspace = torch.empty(max(int(need_offsets[-1]), 1), N, dtype=dt, device=dev)
+                args.delta_needed = ptr.out(workspace)
+                args.need_offsets, args.need_times, args.need_index = (
+                    ptr(need_offsets), ptr(need_times), ptr(need_index))
+            elif input_path == "products" or (input_path == "auto" and products_are_cheaper(
+                    B, T, N, N_in, active.count, input_active.count)):
+                # mode 3: the library's only workspace is, per thread, one sample's errors (row pointer +
+                # value) and active inputs (int64) bucketed by time, three (T + 1) int64 index arrays and
+                # the scan's row of N_in (counted here for an average sample)
+                args.input_mode = 3
+                n_threads = max(1, min(lib.max_threads(), B))
+                size = grad_spikes.element_size()
+                per_sample_out, per_sample_in = -(-active.count // max(B, 1)), -(-input_active.count // max(B, 1))
+                workspace_bytes = n_threads * (per_sample_out * (8 + size) + per_sample_in * 8 + 3 * (T + 1) * 8
+                                               + N_in * size)
+            else:
+                # per-thread delta at the needed times; the library transposes W into the tail (rows of
+                # W^T make the dot products over j contiguous), in parallel and cache-blocked
+                n_ws = max(1, min(lib.max_threads(), B))
+                workspace = torch.empty(n_ws * T * N + N_in * N, dtype=dt, device=dev)
+                args.workspace, args.n_workspaces = ptr.out(workspace), n_ws
+            if workspace is not None:
+                workspace_bytes = workspace.numel() * workspace.element_size()
+            out["grad_x"] = grad_x
+            # W itself is the caller's and not counted
+            out["workspace_bytes"] = torch.tensor(workspace_bytes)
+        lib.backward(args)
     # Freeing the workspaces while the kernels run is safe: they were allocated on the stream the
     # kernels run on, and the caching allocator reuses a block only in that stream's order.
-    del keep
     return out
 
 
@@ -592,14 +585,14 @@ def dense_backward(v: Tensor, grad_spikes: Tensor, alpha: float, theta: float, r
     check_tensor(v, "v")
     check_tensor(grad_spikes, "grad_spikes")
     check_device(grad_spikes, "grad_spikes", v.device)
-    v, grad_spikes = v.contiguous(), grad_spikes.contiguous().to(v.dtype)
     if grad_spikes.shape != v.shape:
         raise ValueError(f"grad_spikes must have shape {tuple(v.shape)}, got {tuple(grad_spikes.shape)}")
     B, T, N = v.shape
-    delta = torch.empty_like(v)
+    delta = v.new_empty((B, T, N))
     lib, device, stream = _launch(v)
-    lib.dense_backward(DenseBackwardArgs(
-        B=B, T=T, N=N, dtype=_DTYPES[v.dtype], v=_ptr(v), grad_spikes=_ptr(grad_spikes), alpha=alpha, theta=theta,
-        reset_scale=reset_scale, b_th=b_th, beta_s=beta_s, exact=int(exact), delay=int(delay), delta=_ptr(delta),
-        device=device, stream=stream))
+    with Pointers() as ptr:
+        lib.dense_backward(DenseBackwardArgs(
+            B=B, T=T, N=N, dtype=_DTYPES[v.dtype], v=ptr(v), grad_spikes=ptr(grad_spikes.to(v.dtype)), alpha=alpha,
+            theta=theta, reset_scale=reset_scale, b_th=b_th, beta_s=beta_s, exact=int(exact), delay=int(delay),
+            delta=ptr.out(delta), device=device, stream=stream))
     return delta

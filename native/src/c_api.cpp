@@ -7,6 +7,7 @@
 #include "exodus/c_api.h"
 #include "exodus/common.h"
 #include "exodus/cpu_build_info.h"
+#include "exodus/sizes.h"
 
 namespace exodus {
 namespace baseline {
@@ -48,6 +49,10 @@ int32_t check_sizes(const Args& a, const char* fn) {
         return fail(EXODUS_ERR_ARGUMENT, std::string(fn) + ": B, T and N must be positive, got B=" +
                                              std::to_string(a.B) + ", T=" + std::to_string(a.T) +
                                              ", N=" + std::to_string(a.N));
+    int64_t count = 0;
+    std::string error;
+    if (!element_count("B * T * N", {a.B, a.T, a.N}, count, error))
+        return fail(EXODUS_ERR_ARGUMENT, std::string(fn) + ": " + error);
     if (a.dtype != kFloat32 && a.dtype != kFloat64)
         return fail(EXODUS_ERR_DTYPE, std::string(fn) + ": the CPU library supports float32 and "
                                                         "float64 only (dtype tag " +

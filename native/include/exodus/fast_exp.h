@@ -35,9 +35,11 @@ EXODUS_HD double exp_poly(double x) {
     p = p * r + 0.5;
     p = p * r + 1.0;
     p = p * r + 1.0;
-    int64_t ki;
+    // The exponent field from the low bits of kd (n + 1023): unsigned arithmetic, whose left shift
+    // drops the high bits by definition (a signed shift that overflows is undefined behaviour).
+    uint64_t ki;
     std::memcpy(&ki, &kd, sizeof ki);
-    const int64_t bits = (ki + 1023) << 52;
+    const uint64_t bits = (ki + 1023u) << 52;
     double scale;
     std::memcpy(&scale, &bits, sizeof scale);
     const double y = p * scale;
@@ -63,9 +65,9 @@ EXODUS_HD float exp_poly(float x) {
     p = p * r + 0.5f;
     p = p * r + 1.0f;
     p = p * r + 1.0f;
-    int32_t ki;
+    uint32_t ki;
     std::memcpy(&ki, &kd, sizeof ki);
-    const int32_t bits = (ki + 127) << 23;
+    const uint32_t bits = (ki + 127u) << 23;
     float scale;
     std::memcpy(&scale, &bits, sizeof scale);
     const float y = p * scale;

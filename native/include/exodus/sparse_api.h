@@ -11,7 +11,10 @@
  * before the leak.  Truncated surrogate f(V) = 1 / (beta_s |V - theta| + 1)^2 when |V - theta| < b_th,
  * else 0; its support is the ACTIVE SET.  Active entries are stored per (b, j) as a CSR:
  * offsets[b * N + j] .. offsets[b * N + j + 1] index times (int32, ascending) and fvals (f).
- * Layout: (B, T, N) contiguous.  dtype: 0 float32, 1 float64.
+ * Layout: (B, T, N) contiguous.  dtype: 0 float32, 1 float64.  Sizes may be 0: a pointer to an empty
+ * tensor may be NULL (the Python side passes NULL for every empty tensor); every other pointer a call
+ * reads or writes is checked (an error naming it), and so is every size product (int64 overflow).
+ * The arrays of the active entries (times, fvals, e) may be NULL only when B T N is 0.
  *
  * Three libraries export these operations with the same structs: libexodus_sparse (CPU,
  * exodus_sparse_*), libexodus_sparse_cuda (exodus_sparse_cuda_*, pointers on CUDA device `device`,
@@ -85,8 +88,8 @@ typedef struct exodus_sparse_backward_args {
     const void* fvals;
     const void* grad_spikes;/* (B, T, N_out) dL/dS */
     void* e;                /* (K) workspace/out: error at the active entries (e-hat for exact) */
-    const void* trace;      /* (B, T, N_in) or NULL: no weight gradient */
-    void* grad_w;           /* (N_out, N_in) out (overwritten) or NULL */
+    const void* trace;      /* (B, T, N_in): the weight gradient's input trace (with grad_w) */
+    void* grad_w;           /* (N_out, N_in) out (overwritten), or NULL: no weight gradient */
     /* input gradient: mode 0 none; 1 dense delta (B, T, N_out) written to delta (all times);
      * 2 sparse: dL/dx written only at the input layer's active entries (in_offsets/in_times), by
      * dot products with delta at the needed times (rows of W^T: one per active input entry);

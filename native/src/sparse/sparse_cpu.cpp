@@ -7,9 +7,12 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <limits>
 #include <string>
+#include <utility>
 
 #include "exodus/cpu_build_info.h"
+#include "exodus/sizes.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -138,6 +141,21 @@ void check_dims(int64_t B, int64_t T, int64_t N, int32_t dtype) {
     require(dtype == 0 || dtype == 1, "dtype must be float32 (0) or float64 (1) on the CPU");
 }
 
+// The element count of a tensor of dimensions `dims` (named `what` in the error when it overflows).
+int64_t elements(const char* what, std::initializer_list<int64_t> dims) {
+    int64_t count = 0;
+    std::string error;
+    require(exodus::element_count(what, dims, count, error), error);
+    return count;
+}
+
+// A tensor of `count` elements at `p`: NULL only when it is empty (the Python side passes NULL for
+// every empty tensor; the kernels then touch none of it).
+void require_tensor(const void* p, int64_t count, const char* fn, const char* name) {
+    if (p == nullptr && count != 0)
+        throw ArgError(std::string(fn) + ": " + name + " is NULL (" + std::to_string(count) + " elements expected)");
+}
+
 }  // namespace
 
 extern "C" {
@@ -187,7 +205,10 @@ int32_t exodus_sparse_forward(const exodus_sparse_forward_args* a) {
     return guarded([&] {
         require(a != nullptr, "null arguments");
         check_dims(a->B, a->T, a->N, a->dtype);
-        require(a->h && a->spikes && a->v && a->counts, "forward: h, spikes, v and counts are required");
+        const int64_t n = elements("B * T * N", {a->B, a->T, a->N});
+        for (auto [p, name] : {std::pair<const void*, const char*>{a->h, "h"}, {a->spikes, "spikes"}, {a->v, "v"}})
+            require_tensor(p, n, "forward", name);
+        require_tensor(a->counts, elements("B * N", {a->B, a->N}), "forward", "counts");
         EXODUS_SPARSE_RUN(forward, *a);
     });
 }
@@ -196,7 +217,12 @@ int32_t exodus_sparse_collect(const exodus_sparse_collect_args* a) {
     return guarded([&] {
         require(a != nullptr, "null arguments");
         check_dims(a->B, a->T, a->N, a->dtype);
-        require(a->v && a->offsets, "collect: v and offsets are required");
+        const int64_t n = elements("B * T * N", {a->B, a->T, a->N});
+        require_tensor(a->v, n, "collect", "v");
+        require_tensor(a->offsets, elements("B * N", {a->B, a->N}) + 1, "collect", "offsets");
+        // |A| <= B T N entries: times and fvals may be NULL only when nothing can be active
+        require_tensor(a->times, n, "collect", "times");
+        require_tensor(a->fvals, n, "collect", "fvals");
         EXODUS_SPARSE_RUN(collect, *a);
     });
 }
@@ -205,7 +231,9 @@ int32_t exodus_sparse_trace(const exodus_sparse_trace_args* a) {
     return guarded([&] {
         require(a != nullptr, "null arguments");
         check_dims(a->B, a->T, a->N, a->dtype);
-        require(a->x && a->trace, "trace: x and trace are required");
+        const int64_t n = elements("B * T * N", {a->B, a->T, a->N});
+        require_tensor(a->x, n, "trace", "x");
+        require_tensor(a->trace, n, "trace", "trace");
         EXODUS_SPARSE_RUN(trace, *a);
     });
 }
@@ -215,15 +243,33 @@ int32_t exodus_sparse_backward(const exodus_sparse_backward_args* a) {
         require(a != nullptr, "null arguments");
         check_dims(a->B, a->T, a->N_out, a->dtype);
         require(a->N_in >= 0, "negative N_in");
-        require(a->offsets && a->e, "backward: offsets and e are required");
+        const char* fn = "backward";
+        const int64_t n_out = elements("B * T * N_out", {a->B, a->T, a->N_out});
+        const int64_t n_in = elements("B * T * N_in", {a->B, a->T, a->N_in});
+        const int64_t n_w = elements("N_out * N_in", {a->N_out, a->N_in});
+        require_tensor(a->offsets, elements("B * N_out", {a->B, a->N_out}) + 1, fn, "offsets");
+        for (auto [p, name] : {std::pair<const void*, const char*>{a->times, "times"}, {a->fvals, "fvals"},
+                               {a->grad_spikes, "grad_spikes"}, {a->e, "e"}})
+            require_tensor(p, n_out, fn, name);
+        if (a->grad_w) require_tensor(a->trace, n_in, fn, "trace (the weight gradient's input trace)");
         require(a->input_mode >= 0 && a->input_mode <= 3, "backward: input_mode must be 0, 1, 2 or 3");
-        if (a->input_mode == 1) require(a->delta != nullptr, "backward: input_mode 1 needs delta");
-        if (a->input_mode == 2)
-            require((a->w_t || a->w) && a->in_offsets && a->workspace && a->grad_x && a->n_workspaces > 0,
-                    "backward: input_mode 2 needs w_t or w, in_offsets, workspace and grad_x");
-        if (a->input_mode == 3)
-            require(a->w && a->in_offsets && a->in_times && a->grad_x,
-                    "backward: input_mode 3 needs w, in_offsets, in_times and grad_x");
+        if (a->input_mode == 1) require_tensor(a->delta, n_out, "backward (input_mode 1)", "delta");
+        if (a->input_mode == 2 || a->input_mode == 3) {
+            const char* mode = a->input_mode == 2 ? "backward (input_mode 2)" : "backward (input_mode 3)";
+            require_tensor(a->in_offsets, elements("B * N_in", {a->B, a->N_in}) + 1, mode, "in_offsets");
+            require_tensor(a->in_times, n_in, mode, "in_times");
+            require_tensor(a->grad_x, n_in, mode, "grad_x");
+            require_tensor(a->input_mode == 2 && a->w_t ? a->w_t : a->w, n_w, mode,
+                           a->input_mode == 2 ? "w_t or w" : "w");
+        }
+        if (a->input_mode == 2) {
+            require(a->n_workspaces > 0, "backward (input_mode 2): n_workspaces must be > 0");
+            // per-thread delta rows, and the transposed weight when w_t is not given
+            const int64_t rows = elements("n_workspaces * T * N_out", {a->n_workspaces, a->T, a->N_out});
+            require(a->w_t || rows <= std::numeric_limits<int64_t>::max() - n_w,
+                    "backward (input_mode 2): the workspace size overflows int64");
+            require_tensor(a->workspace, a->w_t ? rows : rows + n_w, "backward (input_mode 2)", "workspace");
+        }
         EXODUS_SPARSE_RUN(backward, *a);
     });
 }
@@ -232,7 +278,10 @@ int32_t exodus_sparse_dense_backward(const exodus_sparse_dense_backward_args* a)
     return guarded([&] {
         require(a != nullptr, "null arguments");
         check_dims(a->B, a->T, a->N, a->dtype);
-        require(a->v && a->grad_spikes && a->delta, "dense_backward: v, grad_spikes and delta are required");
+        const int64_t n = elements("B * T * N", {a->B, a->T, a->N});
+        for (auto [p, name] : {std::pair<const void*, const char*>{a->v, "v"}, {a->grad_spikes, "grad_spikes"},
+                               {a->delta, "delta"}})
+            require_tensor(p, n, "dense_backward", name);
         EXODUS_SPARSE_RUN(dense_backward, *a);
     });
 }
