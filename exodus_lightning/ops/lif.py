@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from exodus_lightning import _native
-from exodus_lightning.ops._common import Pointers, check_operands, launch_context
+from exodus_lightning.ops._common import Pointers, check_operands, float32_under_autocast, launch_context
 
 RESET_MODES = {"subtract": 0, "zero": 1}
 BACKWARD_MODES = {"exodus": 0, "slayer": 1}
@@ -72,6 +72,9 @@ def _(x, alpha, theta, beta, v0, i0, reset_mode, max_spikes, v_min, norm_input, 
     i_trace = torch.empty_like(x) if return_i_trace else x.new_empty((0,))
     nonfinite = x.new_empty((1,) if check_finite else (0,), dtype=torch.int32)
     return torch.empty_like(x), torch.empty_like(x), x.new_empty((B, N)), x.new_empty((B, N)), i_trace, nonfinite
+
+
+float32_under_autocast("exodus::lif_forward")
 
 
 @torch.library.custom_op("exodus::lif_backward", mutates_args=())
