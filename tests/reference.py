@@ -57,9 +57,11 @@ def lif_reference(
     v0: Optional[Tensor] = None,
     i0: Optional[Tensor] = None,
     dtype: torch.dtype = torch.float64,
+    reset_in_gradient: bool = True,
 ):
     """Returns (spikes, v_pre_reset, v_post_final, i_final), all in ``dtype``, autograd-connected to
-    ``x``, ``v0``, ``i0`` and a tensor ``tau_mem``.  ``x`` is ``(B, T, *features)``."""
+    ``x``, ``v0``, ``i0`` and a tensor ``tau_mem``.  ``x`` is ``(B, T, *features)``.
+    ``reset_in_gradient=False`` is SLAYER's gradient: the reset left out (``dr/dv = 1``, values unchanged)."""
     B, T = x.shape[:2]
     features = tuple(x.shape[2:])
     x3 = x.to(dtype).reshape(B, T, -1)
@@ -83,6 +85,8 @@ def lif_reference(
             r = v - theta * s
         else:
             r = v * (s == 0).to(dtype)
+        if not reset_in_gradient:
+            r = v + (r - v).detach()
         if min_v_mem is not None:
             r = torch.where(r > min_v_mem, r, torch.full_like(r, min_v_mem))
         v_post = r
@@ -196,3 +200,69 @@ def input_trace_reference(x: Tensor, alpha: float, delay: bool) -> Tensor:
         tr = alpha * tr + ((x[:, t - 1] if t > 0 else torch.zeros_like(tr)) if delay else x[:, t])
         out.append(tr)
     return torch.stack(out, 1) if T else x.new_zeros(B, 0, N)
+
+
+# ----------------------------------------------------------------- event-driven backpropagation
+# Brute-force loops over spikes of Zhu et al. 2022, suppl. S14-S16 and S20/S21 (float64).  ``cfg``
+# is anything with tau_m, tau_s, tau_grad, theta, decay ("exp" | "linear"), damping, max_dudt_inv.
+
+
+def srm_decay(tau: float, decay: str) -> float:
+    """A trace's decay per step: ``exp(-1/tau)``, or the official code's ``1 - 1/tau``."""
+    return math.exp(-1.0 / tau) if decay == "exp" else 1.0 - 1.0 / tau
+
+
+def eps_ref(d: int, tau_m: float, tau_s: float, decay: str) -> float:
+    """S16 written out (``exp(-(d+1)/tau)``, or the code's ``(1 - 1/tau)^(d+1)``)."""
+    return tau_m / (tau_m - tau_s) * (srm_decay(tau_m, decay) ** (d + 1) - srm_decay(tau_s, decay) ** (d + 1))
+
+
+def h_ref(d: int, tau_g: float, decay: str) -> float:
+    """Section 3.3's backward kernel ``exp(-d / tau_grad)`` (no extra factor: it cancels in h / g)."""
+    return math.exp(-d / tau_g) if decay == "exp" else (1.0 - 1.0 / tau_g) ** d
+
+
+def forward_ref(current: torch.Tensor, cfg):
+    """S14/S15 by a loop over steps, re-summing the kernel over the window since the last spike."""
+    B, T, N = current.shape
+    s = torch.zeros_like(current)
+    u = torch.zeros_like(current)
+    for b in range(B):
+        for n in range(N):
+            last = -1
+            for t in range(T):
+                u[b, t, n] = sum(eps_ref(t - tp, cfg.tau_m, cfg.tau_s, cfg.decay) * current[b, tp, n].item()
+                                 for tp in range(last + 1, t + 1))
+                if u[b, t, n] >= cfg.theta:
+                    s[b, t, n] = 1.0
+                    last = t
+    return s, u
+
+
+def backward_ref(x, w, s_out, u, grad_out, cfg):
+    """S20/S21 by loops over output spikes and the input spikes of their windows."""
+    B, T, M = x.shape
+    N = w.shape[0]
+    dW = torch.zeros_like(w)
+    dx = torch.zeros_like(x)
+    for b in range(B):
+        for i in range(N):
+            prev = -1
+            for tk in range(T):
+                if s_out[b, tk, i] == 0:
+                    continue
+                dL_dt = -grad_out[b, tk, i].item()                      # d count / d t_k = -1
+                u_post_prev = 0.0 if tk == 0 or s_out[b, tk - 1, i] else u[b, tk - 1, i].item()
+                dudt = u[b, tk, i].item() - u_post_prev
+                dtdu = -1.0 / dudt
+                if cfg.max_dudt_inv is not None:
+                    dtdu = max(dtdu, -cfg.max_dudt_inv)
+                window = [(tm, j) for tm in range(prev + 1, tk + 1) for j in range(M) if x[b, tm, j] != 0]
+                g = sum(w[i, j].item() * h_ref(tk - tm, cfg.tau_grad, cfg.decay) for tm, j in window)
+                for tm, j in window:
+                    dW[i, j] += dL_dt * dtdu * eps_ref(tk - tm, cfg.tau_m, cfg.tau_s, cfg.decay) * x[b, tm, j]
+                    if g > 0:
+                        dL_dtm = dL_dt * w[i, j].item() * h_ref(tk - tm, cfg.tau_grad, cfg.decay) / g
+                        dx[b, tm, j] += -dL_dtm * cfg.damping           # back to dL/ds_in
+                prev = tk
+    return dW, dx

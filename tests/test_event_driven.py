@@ -1,10 +1,8 @@
 """Event-driven backpropagation (Zhu et al. 2022): the native SRM forward and reverse scan against
-brute-force loops over spikes of suppl. S14–S16 and S20/S21 written independently here (float64),
+brute-force loops over spikes of suppl. S14–S16 and S20/S21 (tests/reference.py, float64),
 gradient-sum conservation (appendix A), the weight-norm backward S23–S28 against autograd, errors."""
 
 from __future__ import annotations
-
-import math
 
 import pytest
 import torch
@@ -15,66 +13,7 @@ from exodus_lightning.algorithms.event_driven import (
 )
 from exodus_lightning.losses import spike_count_loss
 from exodus_lightning.ops import event as event_ops
-
-
-def _decay(tau: float, decay: str) -> float:
-    return math.exp(-1.0 / tau) if decay == "exp" else 1.0 - 1.0 / tau
-
-
-def eps_ref(d: int, tau_m: float, tau_s: float, decay: str) -> float:
-    """S16 written out (``exp(-(d+1)/tau)``, or the code's ``(1 - 1/tau)^(d+1)``)."""
-    return tau_m / (tau_m - tau_s) * (_decay(tau_m, decay) ** (d + 1) - _decay(tau_s, decay) ** (d + 1))
-
-
-def h_ref(d: int, tau_g: float, decay: str) -> float:
-    """Section 3.3's backward kernel ``exp(-d / tau_grad)`` (no extra factor: it cancels in h / g)."""
-    return math.exp(-d / tau_g) if decay == "exp" else (1.0 - 1.0 / tau_g) ** d
-
-
-def forward_ref(current: torch.Tensor, cfg: SRMConfig):
-    """S14/S15 by a loop over steps, re-summing the kernel over the window since the last spike."""
-    B, T, N = current.shape
-    s = torch.zeros_like(current)
-    u = torch.zeros_like(current)
-    for b in range(B):
-        for n in range(N):
-            last = -1
-            for t in range(T):
-                u[b, t, n] = sum(eps_ref(t - tp, cfg.tau_m, cfg.tau_s, cfg.decay) * current[b, tp, n].item()
-                                 for tp in range(last + 1, t + 1))
-                if u[b, t, n] >= cfg.theta:
-                    s[b, t, n] = 1.0
-                    last = t
-    return s, u
-
-
-def backward_ref(x, w, s_out, u, grad_out, cfg: SRMConfig):
-    """S20/S21 by loops over output spikes and the input spikes of their windows."""
-    B, T, M = x.shape
-    N = w.shape[0]
-    dW = torch.zeros_like(w)
-    dx = torch.zeros_like(x)
-    for b in range(B):
-        for i in range(N):
-            prev = -1
-            for tk in range(T):
-                if s_out[b, tk, i] == 0:
-                    continue
-                dL_dt = -grad_out[b, tk, i].item()                      # d count / d t_k = -1
-                u_post_prev = 0.0 if tk == 0 or s_out[b, tk - 1, i] else u[b, tk - 1, i].item()
-                dudt = u[b, tk, i].item() - u_post_prev
-                dtdu = -1.0 / dudt
-                if cfg.max_dudt_inv is not None:
-                    dtdu = max(dtdu, -cfg.max_dudt_inv)
-                window = [(tm, j) for tm in range(prev + 1, tk + 1) for j in range(M) if x[b, tm, j] != 0]
-                g = sum(w[i, j].item() * h_ref(tk - tm, cfg.tau_grad, cfg.decay) for tm, j in window)
-                for tm, j in window:
-                    dW[i, j] += dL_dt * dtdu * eps_ref(tk - tm, cfg.tau_m, cfg.tau_s, cfg.decay) * x[b, tm, j]
-                    if g > 0:
-                        dL_dtm = dL_dt * w[i, j].item() * h_ref(tk - tm, cfg.tau_grad, cfg.decay) / g
-                        dx[b, tm, j] += -dL_dtm * cfg.damping           # back to dL/ds_in
-                prev = tk
-    return dW, dx
+from tests.reference import backward_ref, eps_ref, forward_ref
 
 
 @pytest.mark.parametrize("decay", ["exp", "linear"])

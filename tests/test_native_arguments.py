@@ -247,3 +247,27 @@ def test_sparse_ops_give_empty_results_for_empty_tensors(shape, library, monkeyp
             assert out["grad_x"].shape == (B, T, N_in) and not out["grad_x"].any()
     delta = sparse.dense_backward(v, grad, 0.9, 1.0, 1.0, 0.3, 5.0, False, True)
     assert delta.shape == (B, T, N)
+
+
+@pytest.mark.parametrize("library", ["cpu", "emulation"])
+@pytest.mark.parametrize("counts_are", ["too_few", "too_many", "moved"])
+def test_collect_with_counts_that_do_not_match_v_is_an_error(library, counts_are, monkeypatch):
+    """collect_active writes each (b, j)'s active entries into the slot the counts give it; counts of
+    another membrane made the kernels write past the slots (a heap-buffer-overflow found by the
+    property tests).  The kernels now stay inside the slots and report the mismatch."""
+    from exodus_lightning.ops import sparse
+
+    if library == "emulation":
+        emu = sparse.emulation_library()
+        monkeypatch.setattr(sparse, "for_device", lambda device_type: emu)
+    g = torch.Generator().manual_seed(0)
+    v = 1 + 0.3 * torch.randn(2, 6, 3, generator=g, dtype=D)
+    counts = ((v - 1).abs() < 0.2).sum(1).reshape(-1)
+    assert counts.sum() > 2
+    wrong = {"too_few": counts - (counts > 0).long(), "too_many": counts + 1, "moved": counts.roll(1)}[counts_are]
+    if counts_are == "moved":
+        assert not torch.equal(wrong, counts)
+    with pytest.raises(ValueError, match="counts do not match the active entries of v"):
+        sparse.collect_active(v, wrong, 1.0, 0.2, 5.0)
+    active = sparse.collect_active(v, counts, 1.0, 0.2, 5.0)  # the right counts
+    assert torch.equal(active.mask(), (v - 1).abs() < 0.2)

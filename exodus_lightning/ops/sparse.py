@@ -44,7 +44,9 @@ from exodus_lightning.ops._common import Pointers
 LIBRARY = "exodus_sparse"
 CUDA_LIBRARY = "exodus_sparse_cuda"
 EMULATION_LIBRARY = "exodus_sparse_emulation"
-ABI_VERSION = 4  # 3: input_mode 3 (input gradient by products, CPU); 4: CPU isa selection
+# 3: input_mode 3 (input gradient by products, CPU); 4: CPU isa selection; 5: collect's status element,
+# NULL for empty tensors, grad_w alone asks for the weight gradient
+ABI_VERSION = 5
 
 # Exported-name prefix of each library (the same operations and argument structs in all three).
 _PREFIXES = {LIBRARY: "exodus_sparse_", CUDA_LIBRARY: "exodus_sparse_cuda_", EMULATION_LIBRARY: "exodus_sparse_emu_"}
@@ -365,7 +367,8 @@ def lif_forward(h: Tensor, alpha: float, theta: float, reset_scale: float, b_th:
 
 
 def collect_active(v: Tensor, counts: Tensor, theta: float, b_th: float, beta_s: float) -> ActiveSet:
-    """The active set of membrane ``v`` as a CSR (``counts`` from :func:`lif_forward`), on ``v``'s device."""
+    """The active set of membrane ``v`` as a CSR (``counts`` from :func:`lif_forward` on this ``v``; other
+    counts are a ValueError), on ``v``'s device."""
     check_tensor(v, "v")
     check_device(counts, "counts", v.device)
     B, T, N = v.shape
@@ -375,14 +378,18 @@ def collect_active(v: Tensor, counts: Tensor, theta: float, b_th: float, beta_s:
     offsets = torch.zeros(B * N + 1, dtype=torch.int64, device=v.device)
     torch.cumsum(counts, 0, out=offsets[1:])
     K = int(offsets[-1])
-    # At least one element: a valid pointer even when nothing is active.
-    times = torch.empty(max(K, 1), dtype=torch.int32, device=v.device)
+    # the K times, then the status element the library sets to -1 when v does not match counts
+    times = torch.empty(K + 1, dtype=torch.int32, device=v.device)
+    times[K] = 0
     fvals = torch.empty(max(K, 1), dtype=v.dtype, device=v.device)
     lib, device, stream = _launch(v)
     with Pointers() as ptr:
         lib.collect(CollectArgs(B=B, T=T, N=N, dtype=_DTYPES[v.dtype], v=ptr(v), theta=theta, b_th=b_th,
                                 beta_s=beta_s, offsets=ptr.out(offsets), times=ptr.out(times),
                                 fvals=ptr.out(fvals), device=device, stream=stream))
+    if int(times[K]) < 0:
+        raise ValueError("counts do not match the active entries of v: pass the counts lif_forward returned "
+                         "with this v")
     return ActiveSet(offsets, times, fvals, (B, T, N), K)
 
 

@@ -37,8 +37,10 @@ extern "C" {
 #endif
 
 /* 2: device and stream at the end of every struct; 3: backward input_mode 3 (CPU); 4: the CPU
- * library's exodus_sparse_isa / isa_available / set_isa / build_info. */
-#define EXODUS_SPARSE_ABI_VERSION 4
+ * library's exodus_sparse_isa / isa_available / set_isa / build_info; 5: collect's status element
+ * after the times, every pointer checked (NULL for an empty tensor), sizes checked for overflow,
+ * grad_w alone asks for the weight gradient. */
+#define EXODUS_SPARSE_ABI_VERSION 5
 
 typedef struct exodus_sparse_forward_args {
     int64_t B, T, N;
@@ -59,8 +61,10 @@ typedef struct exodus_sparse_collect_args {
     int32_t dtype;
     const void* v;          /* (B, T, N) */
     double theta, b_th, beta_s;
-    const int64_t* offsets; /* (B * N + 1) exclusive prefix sum of counts */
-    int32_t* times;         /* (K) out */
+    const int64_t* offsets; /* (B * N + 1) exclusive prefix sum of forward's counts on this v */
+    int32_t* times;         /* (K + 1) out, K = offsets[B * N]: the times of the entries, then a status
+                             * element set to -1 when v does not match offsets (the caller's error:
+                             * the kernels never write past an entry's slot), left as it is else */
     void* fvals;            /* (K) out: truncated surrogate at the active entries */
     int32_t device;         /* ABI 2: as in exodus_sparse_forward_args */
     void* stream;

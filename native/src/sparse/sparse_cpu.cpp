@@ -220,8 +220,9 @@ int32_t exodus_sparse_collect(const exodus_sparse_collect_args* a) {
         const int64_t n = elements("B * T * N", {a->B, a->T, a->N});
         require_tensor(a->v, n, "collect", "v");
         require_tensor(a->offsets, elements("B * N", {a->B, a->N}) + 1, "collect", "offsets");
-        // |A| <= B T N entries: times and fvals may be NULL only when nothing can be active
-        require_tensor(a->times, n, "collect", "times");
+        // |A| <= B T N entries: fvals may be NULL only when nothing can be active; times always has the
+        // status element after the entries
+        require(a->times != nullptr, "collect: times is NULL (offsets[B * N] + 1 elements expected)");
         require_tensor(a->fvals, n, "collect", "fvals");
         EXODUS_SPARSE_RUN(collect, *a);
     });

@@ -62,15 +62,21 @@ __global__ void collect_kernel(exodus_sparse_collect_args a) {
     T* fv = static_cast<T*>(a.fvals);
     for (int64_t idx = first_index(); idx < a.B * a.N; idx += grid_step()) {
         const int64_t b = idx / a.N, j = idx - b * a.N;
+        // never past the slot of (b, j); when v does not match the counts (the caller's error), the
+        // status element after the entries is set to -1 (every such thread stores the same value)
         int64_t pos = a.offsets[idx];
+        const int64_t end = a.offsets[idx + 1];
         for (int64_t t = 0; t < a.T; ++t) {
             const T vv = v[(b * a.T + t) * a.N + j];
             if (sparse::is_active(vv, theta, b_th)) {
-                a.times[pos] = int32_t(t);
-                fv[pos] = sparse::surrogate(vv, theta, beta_s);
+                if (pos < end) {
+                    a.times[pos] = int32_t(t);
+                    fv[pos] = sparse::surrogate(vv, theta, beta_s);
+                }
                 ++pos;
             }
         }
+        if (pos != end) a.times[a.offsets[a.B * a.N]] = -1;
     }
 }
 
