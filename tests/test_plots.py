@@ -46,6 +46,14 @@ def _cli(tmp_path, config: str, *overrides: str):
         os.chdir(cwd)
 
 
+def _val_batches(datamodule):
+    """The validation batches, dense, from a fresh copy of the run's DataModule (same arguments,
+    no Trainer attached: the loader yields ``(x, y, ...)`` tuples on the CPU)."""
+    fresh = type(datamodule)(**datamodule.hparams)
+    fresh.setup("fit")
+    return list(fresh.val_dataloader())
+
+
 def _callback(trainer, cls):
     found = [c for c in trainer.callbacks if isinstance(c, cls)]
     assert len(found) == 1, trainer.callbacks
@@ -101,7 +109,7 @@ def test_raster_titles_name_the_layers_epoch_label_and_prediction(tiny_run):
     # the sample is the first of the first validation batch; its prediction recomputed by hand
     # (max over time of the readout, the max-over-time loss's rule) with the final weights
     model = cli.model.eval()
-    x, y, _ = next(iter(cli.datamodule.val_dataloader()))
+    x, y, _ = _val_batches(cli.datamodule)[0]
     with torch.no_grad():
         prediction = int(model.network(x[:1]).amax(1).argmax(-1))
     assert fig._suptitle.get_text() == f"epoch 1: label {int(y[0])}, prediction {prediction}"
@@ -120,7 +128,7 @@ def test_confusion_matrix_equals_a_brute_force_count_and_is_drawn(tiny_run, tmp_
     model = cli.model.eval()
     count = torch.zeros(5, 5, dtype=torch.long)
     with torch.no_grad():
-        for x, y, _ in cli.datamodule.val_dataloader():
+        for x, y, _ in _val_batches(cli.datamodule):
             predicted = model.network(x).amax(1).argmax(-1)
             for true, guess in zip(y.tolist(), predicted.tolist()):
                 count[true, guess] += 1
@@ -148,7 +156,7 @@ def test_poisson_fit_figure_overlays_the_target_spike_train(tmp_path, monkeypatc
     cli.trainer.fit(cli.model, cli.datamodule)
     assert len(figures) == 1
     fig = figures[0]
-    _, target = next(iter(cli.datamodule.val_dataloader()))[:2]
+    x, target = _val_batches(cli.datamodule)[0][:2]
     target_times = torch.nonzero(target[0, :, 0]).flatten().tolist()
     assert len(target_times) == 4  # the supplementary task: 4 target spikes
     output_axis = fig.axes[-1]
@@ -156,7 +164,7 @@ def test_poisson_fit_figure_overlays_the_target_spike_train(tmp_path, monkeypatc
     assert len(overlays) == 1, [c.get_label() for c in output_axis.collections]
     assert sorted(overlays[0].get_positions()) == target_times
     with torch.no_grad():
-        out = cli.model.eval()(next(iter(cli.datamodule.val_dataloader()))[0])
+        out = cli.model.eval()(x)
     drawn = [c for c in output_axis.collections if c.get_label() == "output"]
     assert len(drawn) == 1
     assert sorted(drawn[0].get_positions()) == torch.nonzero(out[0, :, 0]).flatten().tolist()
