@@ -31,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from exodus_lightning.spec import records_init_args
+
 
 def _check(output: Tensor, target: Optional[Tensor], lengths: Optional[Tensor], name: str = "output") -> None:
     if not isinstance(output, Tensor) or output.ndim != 3:
@@ -193,30 +195,35 @@ class _TimeLoss(nn.Module):
         return type(self).fn(output, target, lengths)
 
 
+@records_init_args
 class MaxOverTimeCrossEntropy(_TimeLoss):
     """Module form of :func:`max_over_time_cross_entropy`."""
 
     fn = staticmethod(max_over_time_cross_entropy)
 
 
+@records_init_args
 class SumOverTimeCrossEntropy(_TimeLoss):
     """Module form of :func:`sum_over_time_cross_entropy`."""
 
     fn = staticmethod(sum_over_time_cross_entropy)
 
 
+@records_init_args
 class MeanOverTimeCrossEntropy(_TimeLoss):
     """Module form of :func:`mean_over_time_cross_entropy`."""
 
     fn = staticmethod(mean_over_time_cross_entropy)
 
 
+@records_init_args
 class PerStepCrossEntropy(_TimeLoss):
     """Module form of :func:`per_step_cross_entropy`."""
 
     fn = staticmethod(per_step_cross_entropy)
 
 
+@records_init_args
 class CEMSEMix(nn.Module):
     """Module form of :func:`ce_mse_mix`."""
 
@@ -230,6 +237,7 @@ class CEMSEMix(nn.Module):
         return ce_mse_mix(output, target, self.alpha, lengths)
 
 
+@records_init_args
 class SpikeCountLoss(nn.Module):
     """Module form of :func:`spike_count_loss`."""
 
@@ -243,6 +251,7 @@ class SpikeCountLoss(nn.Module):
         return spike_count_loss(output, target, self.n_correct, self.n_wrong, lengths)
 
 
+@records_init_args
 class SpikeTrainMSE(nn.Module):
     """Module form of :func:`spike_train_mse`."""
 
@@ -250,6 +259,7 @@ class SpikeTrainMSE(nn.Module):
         return spike_train_mse(output, target)
 
 
+@records_init_args
 class VanRossumDistance(nn.Module):
     """Module form of :func:`van_rossum_distance`."""
 
@@ -263,6 +273,7 @@ class VanRossumDistance(nn.Module):
         return van_rossum_distance(output, target, self.tau)
 
 
+@records_init_args
 class ActivityRegularizer(nn.Module):
     """Both sparse-SGD activity regularisers on one layer's spikes (suppl. E.4); either strength may be 0."""
 

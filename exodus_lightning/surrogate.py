@@ -22,6 +22,8 @@ from typing import Callable, Optional, Union
 
 import torch
 
+from exodus_lightning.spec import records_init_args
+
 Threshold = Union[float, torch.Tensor]
 SurrogateFn = Callable[[torch.Tensor, Threshold], torch.Tensor]
 
@@ -34,6 +36,7 @@ def _positive(name: str, value: float) -> None:
         raise ValueError(f"surrogate argument {name!r} must be a finite number > 0, got {value!r}")
 
 
+@records_init_args
 @dataclass(frozen=True)
 class SingleExponential:
     """Shrestha & Orchard (2018): ``f(v) = grad_scale / (theta w) * exp(-|v - theta| / (theta w))``.
@@ -56,6 +59,7 @@ class SingleExponential:
         return (_SINGLE_EXPONENTIAL, float(self.grad_width), float(self.grad_scale), 0.0)
 
 
+@records_init_args
 @dataclass(frozen=True)
 class FastSigmoid:
     """SuperSpike / fast sigmoid (Zenke & Ganguli 2018): ``f(v) = grad_scale / (slope |v - theta| + 1)^2``."""
@@ -81,6 +85,7 @@ def _gaussian(x: torch.Tensor, mu: float, sigma: float) -> torch.Tensor:
     return torch.exp(-((x - mu) ** 2) / (2 * sigma**2)) / (sigma * math.sqrt(2 * math.pi))
 
 
+@records_init_args
 @dataclass(frozen=True)
 class Gaussian:
     """Gaussian density of ``v - theta``: ``f(v) = grad_scale * N(v - theta; mu, sigma)`` (sinabs)."""
@@ -100,6 +105,7 @@ class Gaussian:
         return (_GAUSSIAN, float(self.mu), float(self.sigma), float(self.grad_scale))
 
 
+@records_init_args
 @dataclass(frozen=True)
 class MultiGaussian:
     """Yin et al. (2021), as in sinabs: ``(1+h) N(0, s) - h N(s, 6s) - h N(-s, 6s)`` of ``v - theta``."""
@@ -124,6 +130,7 @@ class MultiGaussian:
     fused = None
 
 
+@records_init_args
 @dataclass(frozen=True)
 class PeriodicExponential:
     """Weidel & Sheik (2021): a single exponential repeated at every multiple of the threshold,
@@ -148,6 +155,7 @@ class PeriodicExponential:
     fused = None
 
 
+@records_init_args
 @dataclass(frozen=True)
 class Boxcar:
     """Rectangular window of unit area: ``f(v) = grad_scale / (2 w)`` where ``|v - theta| <= w``, else 0."""
@@ -167,6 +175,7 @@ class Boxcar:
         return (_BOXCAR, float(self.width), float(self.grad_scale), 0.0)
 
 
+@records_init_args
 @dataclass(frozen=True)
 class Heaviside:
     """sinabs' ``Heaviside(window)``: ``f(v) = 1[v >= theta - window] / theta``."""

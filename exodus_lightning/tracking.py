@@ -10,6 +10,10 @@ version 0, then 32 KiB blocks of records, each with a 7-byte header (CRC-32 seed
 type, length, type FULL/FIRST/MIDDLE/LAST) — and every record payload is a ``wandb.proto``
 ``Record`` message.
 
+:func:`finish_wandb_run` finishes the active run and checks that its run file ends with the run's
+exit record: when the disk fills up, wandb drops what it cannot write, notes it only in its
+internal log and exits 0; the CLI turns that into :class:`IncompleteRunError`.
+
 Example:
     >>> from exodus_lightning.tracking import wandb_mode
     >>> wandb_mode({"WANDB_MODE": "online"}), wandb_mode({})
@@ -18,8 +22,10 @@ Example:
 
 from __future__ import annotations
 
+import collections
 import json
 import os
+import shutil
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -54,8 +60,19 @@ def wandb_logger(project: str = "exodus-lightning", save_dir: str = ".", name: O
     mode = wandb_mode()
     if run_id is not None:
         kwargs.setdefault("resume", "allow")
-    return WandbLogger(project=project, save_dir=save_dir, name=name, id=run_id, offline=(mode == "offline"),
-                       mode=mode, log_model=log_model, **kwargs)
+    logger = WandbLogger(project=project, save_dir=save_dir, name=name, id=run_id, offline=(mode == "offline"),
+                         mode=mode, log_model=log_model, **kwargs)
+    leave_anonymous_unset(logger)
+    return logger
+
+
+def leave_anonymous_unset(logger: Any) -> None:
+    """Lightning's ``WandbLogger`` hands ``anonymous=None`` to ``wandb.init``, which wandb (>= 0.19)
+    takes as set and answers on every run with "The anonymous setting has no effect"; None means
+    unset, so leave it out.  Call before the run starts (before ``logger.experiment``)."""
+    init = getattr(logger, "_wandb_init", None)
+    if isinstance(init, dict) and "anonymous" in init and init["anonymous"] is None:
+        del init["anonymous"]
 
 
 class CorruptRunFile(ValueError):
@@ -168,3 +185,79 @@ def read_offline_run(path: Union[str, Path]) -> OfflineRun:
         elif kind == "exit":
             run.exit_code = rec.exit.exit_code
     return run
+
+
+class IncompleteRunError(RuntimeError):
+    """W&B could not write the whole run file (a full disk): the run ends at the last record written."""
+
+
+def _write_errors(run_dir: Path) -> list[str]:
+    """The errors wandb's writer logged for the run (``logs/debug-internal.log``, JSON lines)."""
+    errors = []
+    try:
+        lines = (run_dir / "logs" / "debug-internal.log").read_text(errors="replace").splitlines()
+    except OSError:
+        return errors
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and entry.get("level") == "ERROR":
+            errors.append(str(entry.get("msg", "")))
+    return errors
+
+
+def _has_exit_record(path: Path, tail: int = 64) -> bool:
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    last = collections.deque(iter_records(path), maxlen=tail)  # the exit record is among the last ones
+    for payload in last:
+        record = pb.Record()
+        record.ParseFromString(payload)
+        if record.WhichOneof("record_type") == "exit":
+            return True
+    return False
+
+
+def check_run_file(run_dir: Union[str, Path], run_id: str) -> None:
+    """Raise :class:`IncompleteRunError` unless ``<run_dir>/run-<run_id>.wandb`` of a finished run
+    holds the run's exit record (every record before it was written)."""
+    run_dir = Path(run_dir)
+    path = run_dir / f"run-{run_id}.wandb"
+    try:
+        complete = _has_exit_record(path)
+    except (OSError, CorruptRunFile):
+        complete = False
+    if complete:
+        return
+    errors = _write_errors(run_dir)  # wandb cannot always log the failure: its log is on that disk too
+    try:
+        free_bytes: Optional[int] = shutil.disk_usage(run_dir).free
+        free = f"{free_bytes / 2**20:.1f} MiB free there"
+    except OSError:
+        free_bytes, free = None, "free space unknown"
+    if any("no space left" in e for e in errors) or (free_bytes is not None and free_bytes < 2**20):
+        reason = "no space left on device"
+    else:
+        reason = errors[0] if errors else "the file ends before the run's exit record"
+    raise IncompleteRunError(
+        f"the W&B run {run_id} was not written completely: {reason} ({free}). {path} holds the records up to the "
+        "failure; what was logged after it is lost. Free space or point WANDB_DIR elsewhere before the next run; "
+        "the checkpoints are written separately.")
+
+
+def finish_wandb_run() -> None:
+    """Finish the active W&B run, if any, wait until wandb has written everything (its service
+    stops), and :func:`check_run_file` the run."""
+    try:
+        import wandb
+    except ImportError:
+        return
+    run = wandb.run
+    if run is None or getattr(run, "disabled", False):
+        return
+    run_dir, run_id = Path(run.dir).parent, run.id
+    wandb.finish()
+    wandb.teardown()  # finish() can return before wandb-core has closed the run file
+    check_run_file(run_dir, run_id)

@@ -1,6 +1,7 @@
 """Two-process DDP on CPU (gloo, Lightning ``ddp_spawn``): the ranks see disjoint shards that
 together cover the training set (8 samples, divisible by the world size, so the distributed
-sampler adds no padding duplicates). The disk cache is built once in ``prepare_data``."""
+sampler adds no padding duplicates), as dense batches made from compact ones on each rank. The
+packed cache is built once in ``prepare_data``."""
 
 from __future__ import annotations
 
@@ -57,5 +58,5 @@ def test_ddp_two_ranks_disjoint_cover(tmp_path):
     assert len(seen[0]) == len(seen[1]) == N // 2
     assert not set(seen[0]) & set(seen[1])
     assert sorted(seen[0] + seen[1]) == list(range(1, N + 1))
-    cache_dirs = os.listdir(tmp_path / "cache")
-    assert len(cache_dirs) == 2 and all("COMPLETE" in os.listdir(tmp_path / "cache" / d) for d in cache_dirs)
+    packed = sorted(f.split("-")[1] for f in os.listdir(tmp_path / "cache") if f.endswith(".packed"))
+    assert packed == ["test", "train"]  # built once, in prepare_data

@@ -8,10 +8,10 @@ import os
 import h5py
 import numpy as np
 import pytest
-import tonic
 import torch
 
 from exodus_lightning.data import CorruptFileError, DataNotFoundError, SHDDataModule, SSCDataModule
+from exodus_lightning.data import _tonic
 from exodus_lightning.data.fake_files import write_shd, write_ssc
 
 DT_MS = 5.0
@@ -107,20 +107,16 @@ def test_shd_val_split_is_stratified_deterministic_and_disjoint(shd_root):
         dms[0].dataset("validation")
 
 
-def _count_calls(monkeypatch):
-    calls = {"frame": 0, "read": 0}
-    orig_frame, orig_read = tonic.transforms.ToFrame.__call__, tonic.datasets.hsd.HSD.__getitem__
+def _count_reads(monkeypatch):
+    """Samples read from the HDF5 files (the packed cache reads none once built)."""
+    calls = {"read": 0}
+    orig = _tonic._HSDMixin.read_events
 
-    def frame(self, events):
-        calls["frame"] += 1
-        return orig_frame(self, events)
+    def read(self, indices):
+        calls["read"] += len(indices)
+        return orig(self, indices)
 
-    def read(self, index):
-        calls["read"] += 1
-        return orig_read(self, index)
-
-    monkeypatch.setattr(tonic.transforms.ToFrame, "__call__", frame)
-    monkeypatch.setattr(tonic.datasets.hsd.HSD, "__getitem__", read)
+    monkeypatch.setattr(_tonic._HSDMixin, "read_events", read)
     return calls
 
 
@@ -128,52 +124,75 @@ def _epoch(dm):
     return sum(b.x.shape[0] for b in dm.train_dataloader())
 
 
-def test_disk_cache_second_epoch_skips_transform_and_param_change_invalidates(shd_root, monkeypatch, tmp_path):
+def _packed_files(cache_dir):
+    return sorted(f for f in os.listdir(cache_dir) if f.endswith(".packed"))
+
+
+def test_disk_cache_is_built_once_and_a_parameter_change_makes_a_new_one(shd_root, monkeypatch, tmp_path):
     root, *_ = shd_root
     cache_dir = str(tmp_path / "cache")
-    calls = _count_calls(monkeypatch)
+    calls = _count_reads(monkeypatch)
     dm = SHDDataModule(root, dt_ms=DT_MS, n_channels=N_CH, batch_size=4, cache="disk", cache_dir=cache_dir)
-    dm.setup("fit")  # no prepare_data: the first epoch fills the cache
-    assert _epoch(dm) == 12 and calls == {"frame": 12, "read": 12}
+    dm.setup("fit")  # no prepare_data: setup builds the packed caches (12 train + 5 test samples)
+    assert calls["read"] == 17 and len(_packed_files(cache_dir)) == 2
     first = [dm.dataset("train")[i][0] for i in range(12)]
-    assert calls["frame"] == 12
-    assert _epoch(dm) == 12 and calls == {"frame": 12, "read": 12}  # second epoch: cache only
-    # a fresh DataModule with the same parameters reads the same cache (e.g. another rank)
+    assert _epoch(dm) == 12 and _epoch(dm) == 12 and calls["read"] == 17  # epochs read the cache only
+    # a fresh DataModule with the same parameters opens the same files (e.g. another rank)
     dm2 = SHDDataModule(root, dt_ms=DT_MS, n_channels=N_CH, batch_size=4, cache="disk", cache_dir=cache_dir)
     dm2.setup("fit")
     assert all(torch.equal(first[i], dm2.dataset("train")[i][0]) for i in range(12))
-    assert calls["frame"] == 12
-    # changing dt_ms changes the cache key: recomputed, never stale
+    assert calls["read"] == 17
+    # changing dt_ms changes the cache key: rebuilt, never stale
     dm3 = SHDDataModule(root, dt_ms=10.0, n_channels=N_CH, batch_size=4, cache="disk", cache_dir=cache_dir)
     dm3.setup("fit")
-    assert _epoch(dm3) == 12 and calls["frame"] == 24
+    assert _epoch(dm3) == 12 and calls["read"] == 34
     assert dm3.dataset("train")[0][0].shape[0] == math.ceil(first[0].shape[0] / 2)
-    assert len([d for d in os.listdir(cache_dir) if d.startswith("SHD-train")]) == 2
+    assert len([f for f in _packed_files(cache_dir) if f.startswith("SHD-train")]) == 2
 
 
 def test_prepare_data_builds_cache_with_workers(shd_root, monkeypatch, tmp_path):
     root, *_ = shd_root
     cache_dir = str(tmp_path / "cache")
     dm = SHDDataModule(root, dt_ms=DT_MS, batch_size=4, cache="disk", cache_dir=cache_dir, num_workers=2)
+    dm.block_size = 3  # several blocks, so the workers share the build
     dm.prepare_data()
-    entries = {d: os.listdir(os.path.join(cache_dir, d)) for d in os.listdir(cache_dir)}
-    assert sorted(len([f for f in v if f.endswith(".npz")]) for v in entries.values()) == [5, 12]
-    assert all("COMPLETE" in v for v in entries.values())
-    calls = _count_calls(monkeypatch)
+    assert [f.split("-")[1] for f in _packed_files(cache_dir)] == ["test", "train"]
+    calls = _count_reads(monkeypatch)
+    fresh = SHDDataModule(root, dt_ms=DT_MS, batch_size=4, cache="disk", cache_dir=cache_dir)
+    fresh.prepare_data()  # built: nothing to do
+    fresh.setup("fit")
+    assert _epoch(fresh) == 12 and calls == {"read": 0}
+    # the same samples as binned without workers and without a cache
+    plain = SHDDataModule(root, dt_ms=DT_MS, batch_size=4, cache="none")
+    for i in range(12):
+        assert torch.equal(fresh.dataset("train")[i][0], plain.dataset("train")[i][0])
+
+
+def test_damaged_cache_file_is_named_and_rebuilt(shd_root, tmp_path, caplog):
+    root, *_ = shd_root
+    cache_dir = str(tmp_path / "cache")
     dm = SHDDataModule(root, dt_ms=DT_MS, batch_size=4, cache="disk", cache_dir=cache_dir)
-    dm.prepare_data()  # complete: nothing to do
-    dm.setup("fit")
-    assert _epoch(dm) == 12 and calls == {"frame": 0, "read": 0}
+    dm.prepare_data()
+    want = [dm.dataset("train")[i][0] for i in range(12)]
+    path = os.path.join(cache_dir, next(f for f in _packed_files(cache_dir) if f.startswith("SHD-train")))
+    with open(path, "r+b") as f:
+        f.seek(-50, os.SEEK_END)
+        f.write(b"\xff" * 20)
+    with caplog.at_level("WARNING"):
+        again = SHDDataModule(root, dt_ms=DT_MS, batch_size=4, cache="disk", cache_dir=cache_dir)
+        again.setup("fit")
+    assert f"{path} cannot be used and is rebuilt" in caplog.text and "checksum mismatch" in caplog.text
+    assert all(torch.equal(want[i], again.dataset("train")[i][0]) for i in range(12))
 
 
 def test_memory_cache(shd_root, monkeypatch):
     root, *_ = shd_root
-    calls = _count_calls(monkeypatch)
+    calls = _count_reads(monkeypatch)
     dm = SHDDataModule(root, batch_size=4, cache="memory")
     dm.setup("fit")
     _epoch(dm)
     _epoch(dm)
-    assert calls["frame"] == 12
+    assert calls["read"] == 17
     assert not os.path.exists(os.path.join(root, "exodus_cache"))
 
 
@@ -244,6 +263,7 @@ def test_truncated_and_empty_files_are_named(tmp_path):
         (dict(num_workers=-1), "num_workers"),
         (dict(val_fraction=1.0), "val_fraction"),
         (dict(cache="ram"), "cache"),
+        (dict(cache="device", num_workers=2), "cache='device' .* num_workers=0"),
         (dict(dt_ms=0.0), "dt_ms"),
         (dict(dt_ms=1.0, n_time_bins=10), "dt_ms or n_time_bins"),
         (dict(n_time_bins=0), "n_time_bins"),

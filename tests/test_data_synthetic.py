@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -19,6 +20,41 @@ def one_thread():
 def _stack(ds):
     xs, ys = zip(*(ds[i] for i in range(len(ds))))
     return torch.stack(xs), torch.tensor(ys)
+
+
+def _generated_one_by_one(ds, index):
+    """The generator as it was before the packed path: one sample, dense, straight from its RNG."""
+    T, C = ds.n_time_steps, ds.n_channels
+    rng = np.random.default_rng([ds.seed, {"train": 0, "val": 1, "test": 2}[ds.split], index])
+    x = np.zeros((T, C), dtype=np.float32)
+    shift = rng.integers(-ds.max_shift, ds.max_shift + 1)
+    times = ds.templates[index % ds.n_classes] + shift + rng.normal(0.0, ds.jitter, size=(C, ds.k))
+    moved = rng.random((C, ds.k)) < ds.replace_prob
+    times[moved] = rng.uniform(0, T, size=int(moved.sum()))
+    t_idx = np.clip(np.floor(times), 0, T - 1).astype(np.int64)
+    np.add.at(x, (t_idx.ravel(), np.broadcast_to(np.arange(C)[:, None], (C, ds.k)).ravel()), 1.0)
+    n_noise = rng.poisson(ds.noise_prob * T * C)
+    if n_noise:
+        np.add.at(x, (rng.integers(0, T, n_noise), rng.integers(0, C, n_noise)), 1.0)
+    for _ in range(ds.n_distractors):
+        dt, dch = ds.distractors[int(rng.integers(len(ds.distractors)))]
+        onset = int(rng.integers(0, T - ds.d_len + 1))
+        np.add.at(x, (onset + dt, dch), 1.0)
+    return torch.from_numpy(x)
+
+
+def test_spike_patterns_batches_equal_the_one_by_one_generator():
+    dm = SpikePatternsDataModule(n_train=50, n_val=10, n_test=10, batch_size=16, noise_prob=0.05, spikes_per_channel=2)
+    loader = dm.train_dataloader()
+    loader.sampler.set_epoch(1)
+    order = list(loader.sampler)
+    ds = dm.dataset("train")
+    for b, batch in enumerate(loader):
+        idx = order[16 * b: 16 * b + 16]
+        want = torch.stack([_generated_one_by_one(ds, i) for i in idx])
+        assert torch.equal(batch.x, want) and batch.y.tolist() == [i % 20 for i in idx]
+        assert batch.lengths.tolist() == [150] * len(idx)
+    assert any(float(_generated_one_by_one(ds, i).max()) > 1 for i in range(50))  # repeated cells counted
 
 
 def test_spike_patterns_shapes_and_determinism():

@@ -57,6 +57,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from exodus_lightning.ops.event import srm_backward, srm_forward
+from exodus_lightning.spec import records_init_args
 
 Decay = Literal["exp", "linear"]
 
@@ -88,6 +89,7 @@ def gradient_kernel(n: int, tau_grad: float, decay: Decay = "exp") -> Tensor:
     return decay_factor(tau_grad, decay) ** d
 
 
+@records_init_args
 @dataclass(frozen=True)
 class SRMConfig:
     """Neuron and gradient options of an event-driven layer (validated on construction)."""
@@ -311,6 +313,7 @@ class _EventWeightLayer(nn.Module):
             self.weight0.mul_(factor)
 
 
+@records_init_args
 class EventLinear(_EventWeightLayer):
     """Fully connected weights + SRM neurons, ``(B, T, in_features) -> (B, T, out_features)`` spikes.
 
@@ -338,6 +341,7 @@ class EventLinear(_EventWeightLayer):
         return EventLayerFunction.apply(x.contiguous(), w, self.cfg, None)
 
 
+@records_init_args
 class EventConv2d(_EventWeightLayer):
     """2-D convolution + SRM neurons, ``(B, T, C, H, W) -> (B, T, C', H', W')`` spikes."""
 
@@ -361,6 +365,7 @@ class EventConv2d(_EventWeightLayer):
         return EventLayerFunction.apply(x.contiguous(), w, self.cfg, (self.stride, self.padding))
 
 
+@records_init_args
 class AdjustedAvgPool2d(nn.Module):
     """Average pooling over ``(B, T, C, H, W)`` with the gradient-sum-preserving backward."""
 
@@ -375,6 +380,7 @@ class AdjustedAvgPool2d(nn.Module):
         return AdjustedAvgPoolFunction.apply(x.contiguous(), self.kernel_size)
 
 
+@records_init_args
 class _FlattenFeatures(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return x.flatten(2)
@@ -399,6 +405,7 @@ def predict(spikes: Tensor, weighted: bool = False) -> Tensor:
     return spikes.sum(1).argmax(1)
 
 
+@records_init_args
 class EventDrivenSNN(nn.Module):
     """A feed-forward SNN of SRM layers trained with event-driven backpropagation; outputs the last
     layer's spikes ``(B, T, num_classes)`` — use with ``SpikingClassifier(loss="spike_count")`` (S17),

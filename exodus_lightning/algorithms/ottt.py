@@ -52,6 +52,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from exodus_lightning.spec import records_init_args
+
 __all__ = [
     "GAMMA_HEAVISIDE",
     "heaviside_gamma",
@@ -105,6 +107,7 @@ def _check_positive(value: float, name: str) -> float:
 # ----------------------------------------------------------------------------------- surrogate
 
 
+@records_init_args
 @dataclass(frozen=True)
 class SigmoidSurrogate:
     """Derivative of a sigmoid of slope ``alpha`` (OTTT's surrogate, alpha = 4):
@@ -215,6 +218,7 @@ def trace_conv2d(s: Tensor, trace: Tensor, weight: Tensor, bias: Optional[Tensor
 # ----------------------------------------------------------------------------------- modules
 
 
+@records_init_args
 class OnlineLIF(nn.Module):
     r"""Single-step LIF neurons for OTTT (module docstring equations): ``forward(I[t])`` returns
     ``SpikeTrace(gamma s[t], gamma a_hat[t])`` and keeps ``v`` and ``a_hat`` as plain attributes
@@ -284,6 +288,7 @@ def _weight_of(layer: nn.Module) -> Tensor:
     return fn() if callable(fn) else layer.weight
 
 
+@records_init_args
 class OnlineLinear(nn.Module):
     """Wraps an ``nn.Linear`` (or :class:`ScaledWSLinear`) for online training: a
     :class:`SpikeTrace` input goes through :func:`trace_linear` (gradient from the trace) when
@@ -308,6 +313,7 @@ class OnlineLinear(nn.Module):
         return f"use_trace={self.use_trace}"
 
 
+@records_init_args
 class OnlineConv2d(nn.Module):
     """:class:`OnlineLinear` for an ``nn.Conv2d`` (or :class:`ScaledWSConv2d`), via :func:`trace_conv2d`."""
 
@@ -342,6 +348,7 @@ def _standardise(weight: Tensor, gain: Tensor, gamma: float, eps: float) -> Tens
     return (gamma * gain.reshape(-1, 1) * w_hat).reshape(weight.shape)
 
 
+@records_init_args
 class ScaledWSLinear(nn.Linear):
     r"""Linear layer with scaled weight standardisation (OTTT suppl. C.1, eq. (6); Brock et al. 2021):
     ``W_hat_i = gamma g_i (W_i - mean(W_i)) / sqrt(N var(W_i) + eps)`` with ``N`` the fan-in and a
@@ -366,6 +373,7 @@ class ScaledWSLinear(nn.Linear):
         return super().extra_repr() + f", gamma={self.gamma:g}"
 
 
+@records_init_args
 class ScaledWSConv2d(nn.Conv2d):
     """``nn.Conv2d`` with scaled weight standardisation; see :class:`ScaledWSLinear` (fan-in
     ``N = C_in/groups * k_h * k_w``)."""
@@ -389,6 +397,7 @@ class ScaledWSConv2d(nn.Conv2d):
         return super().extra_repr() + f", gamma={self.gamma:g}"
 
 
+@records_init_args
 class Scale(nn.Module):
     """Multiplies by a constant (the official code's ``Scale(2.74)``)."""
 
@@ -400,6 +409,7 @@ class Scale(nn.Module):
         return self.factor * x
 
 
+@records_init_args
 class SumPool(nn.Module):
     """Sum pooling with kernel = stride = ``k`` (``k*k * avg_pool2d``), the EXODUS networks' ``Np``."""
 
@@ -416,6 +426,7 @@ def online_neurons(module: nn.Module) -> dict[str, OnlineLIF]:
     return {name: m for name, m in module.named_modules() if isinstance(m, OnlineLIF)}
 
 
+@records_init_args
 class OnlineSequential(nn.Sequential):
     """One time step of an online network: ``forward(x[t]) -> o[t]``.  Children are applied in
     order; :class:`OnlineLIF` turns a current into a :class:`SpikeTrace`, :class:`OnlineLinear` /

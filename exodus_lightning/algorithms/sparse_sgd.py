@@ -59,6 +59,7 @@ import torch
 from torch import Tensor, nn
 
 from exodus_lightning.ops import sparse as ops
+from exodus_lightning.spec import records_init_args
 
 BACKENDS = ("sparse", "dense")
 GRADIENTS = ("detached", "exact")
@@ -179,6 +180,7 @@ def _count(value: int, name: str) -> int:
     return value
 
 
+@records_init_args
 class SparseLinearLIF(nn.Module):
     """Fused Linear + LIF layer of the paper, trained with the sparse (S3GD) backward.
 
@@ -283,6 +285,7 @@ class SparseLinearLIF(nn.Module):
                 f"backend={self.backend!r}, gradient={self.gradient!r}")
 
 
+@records_init_args
 class DelayedLeakyReadout(nn.Module):
     """Readout of the paper: a hidden-type neuron with infinite threshold (suppl. E.3), i.e.
     ``V[t+1] = a_r V[t] + c (x[t] W^T)``, ``V[0] = 0``, ``a_r = exp(-dt / tau)``; output ``V``
@@ -352,6 +355,7 @@ class _InjectRegularizerGrad(torch.autograd.Function):
         return g + activity_regularizer_grad(spikes, *ctx.strengths).to(g.dtype), None
 
 
+@records_init_args
 class SparseSNN(nn.Module):
     """The paper's network: input -> ``hidden`` SparseLinearLIF layers -> leaky readout with
     infinite threshold.  Output ``(B, T, n_classes)`` (the readout membrane; use max- or

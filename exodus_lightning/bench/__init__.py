@@ -1,9 +1,12 @@
 """Benchmarks: commands that print ratios measured in one run (never timed unit tests).
 
 ``exodus-lightning bench lif`` — EXODUS vs SLAYER vs BPTT on the LIF layer, against the
-memory-traffic floor; ``bench data`` — DataModule throughput; ``bench ottt`` — memory of online
+memory-traffic floor; ``bench data`` — model-ready samples/s of the data path, per-sample vs packed
+caches; ``bench epoch`` — a training epoch of the SHD network split into data waiting and steps;
+``bench ottt`` — memory of online
 training vs BPTT/EXODUS over T; ``bench sparse`` — active-set vs dense backward; ``bench event`` —
-event-driven backward vs BPTT across firing rates.
+event-driven backward vs BPTT across firing rates; ``bench cli`` — how long the command line takes
+to answer (``fit --help`` rendered and cached).
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from typing import Callable, Optional
 # name -> (module, function); imported lazily so one benchmark's dependencies never slow another.
 BENCHMARKS: dict[str, tuple[str, str]] = {
     "lif": ("exodus_lightning.bench.lif", "bench_lif"),
-    "data": ("exodus_lightning.data.bench", "bench_data"),
+    "data": ("exodus_lightning.bench.data", "bench_data"),
+    "epoch": ("exodus_lightning.bench.epoch", "bench_epoch"),
     "layer": ("exodus_lightning.bench.layer", "bench_layer"),
     "fidelity": ("exodus_lightning.bench.fidelity", "bench_fidelity"),
     "grad-scale": ("exodus_lightning.bench.fidelity", "bench_grad_scale"),
@@ -24,6 +28,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "ottt": ("exodus_lightning.bench.ottt", "bench_ottt"),
     "sparse": ("exodus_lightning.bench.sparse", "bench_sparse"),
     "event": ("exodus_lightning.bench.event", "bench_event"),
+    "cli": ("exodus_lightning.bench.cli", "bench_cli"),
 }
 
 

@@ -2,7 +2,10 @@
 embedded synthetic tasks that need no download.
 
 Batch convention (all DataModules): ``(x, y, lengths)`` with ``x`` float32 ``(B, T, *features)``,
-``y`` int64 ``(B,)`` and ``lengths`` int64 ``(B,)``, see :mod:`exodus_lightning.data.collate`.
+``y`` int64 ``(B,)`` and ``lengths`` int64 ``(B,)``, see :mod:`exodus_lightning.data.collate`. The event
+datasets are binned once into packed caches and travel to the training device as a
+:class:`~exodus_lightning.data.compact.CompactBatch`, made dense there (see
+:class:`~exodus_lightning.data.event_datamodule.EventDataModule`).
 Each DataModule exposes ``num_classes``, ``input_shape`` (features of one time step) and
 ``n_time_steps`` (maximum T) so a LightningModule can be built from it.
 """
@@ -22,11 +25,15 @@ _LAZY = {
     "SpikePatternsDataModule": "spike_patterns",
     "SpikePatternsDataset": "spike_patterns",
     "PoissonSpikeFitDataModule": "poisson_fit",
-    "EventBinner": "_events",
-    "FramesDataset": "_events",
-    "DataNotFoundError": "_events",
-    "CorruptFileError": "_events",
-    "SampleCache": "_cache",
+    "EventBinner": "binning",
+    "BinnedEvents": "binning",
+    "CompactBatch": "compact",
+    "PackedSplit": "packed",
+    "EventSplit": "event_split",
+    "EventDataModule": "event_datamodule",
+    "DataNotFoundError": "errors",
+    "CorruptFileError": "errors",
+    "CacheError": "errors",
 }
 
 __all__ = ["Batch", "pad_collate", *_LAZY]

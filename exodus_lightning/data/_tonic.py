@@ -13,7 +13,10 @@
   falls through to tonic's real ``download()``.
 * the sample lists of path-based datasets are sorted by path (tonic's DVS Gesture walks the top
   folder in file-system order), so indices and splits are reproducible;
-* helpers for the DataModules: ``sample_file(i)``, ``source_files()``, ``targets_array()``;
+* helpers for the DataModules: ``sample_file(i)``, ``source_files()``, ``targets_array()``, and
+  ``read_events(indices)``: the events of several samples as arrays ``(t, x, y, p)`` (``y`` is None
+  for 1-D sensors), the same values tonic's ``__getitem__`` returns; SHD/SSC read a whole range of
+  samples from the HDF5 file at once and DVS Gesture reads its ``.npy`` files directly;
 * readable :class:`CorruptFileError` for truncated files.
 """
 
@@ -25,9 +28,11 @@ import h5py
 import numpy as np
 import tonic.datasets as td
 
-from ._events import CorruptFileError
+from .errors import CorruptFileError
 
 __all__ = ["SHD", "SSC", "DVSGesture", "NMNIST", "CIFAR10DVS"]
+
+EventArrays = tuple  # one sample's events as separate arrays: (t int64 µs, x, y or None, p)
 
 
 def _has_files(path: str, ext: str) -> bool:
@@ -73,6 +78,19 @@ class _HSDMixin:
 
     def __len__(self) -> int:  # tonic re-opens the file for every len(); the labels are known
         return len(self._targets)
+
+    def read_events(self, indices: list[int]) -> list[EventArrays]:
+        """The spikes of samples ``indices`` (read as one range of the file): time in µs truncated from
+        float64 seconds and the channel in ``x``, as tonic's ``HSD.__getitem__`` gives them."""
+        lo, hi = min(indices), max(indices) + 1
+        with h5py.File(self.sample_file(), "r") as f:
+            times = f["spikes/times"][lo:hi]
+            units = f["spikes/units"][lo:hi]
+        out = []
+        for i in indices:
+            t = (times[i - lo].astype(np.float64) * 1e6).astype(np.int64)
+            out.append((t, units[i - lo].astype(np.int64), None, np.ones(len(t), dtype=np.int64)))
+        return out
 
 
 def _wrap_init(cls_name: str, init, self, *args, **kwargs) -> None:
@@ -134,6 +152,14 @@ class _PathListMixin:
     def targets_array(self) -> np.ndarray:
         return np.asarray(self.targets, dtype=np.int64)
 
+    def read_events(self, indices: list[int]) -> list[EventArrays]:
+        """The events of samples ``indices`` as ``(t, x, y, p)`` arrays, through tonic's ``__getitem__``."""
+        out = []
+        for i in indices:
+            ev, _ = self[i]
+            out.append((ev["t"], ev["x"], ev["y"], ev["p"]))
+        return out
+
 
 class DVSGesture(_PathListMixin, td.DVSGesture):
     """tonic's :class:`tonic.datasets.DVSGesture` (preprocessed ``.npy`` version), offline checks, sorted."""
@@ -143,6 +169,17 @@ class DVSGesture(_PathListMixin, td.DVSGesture):
     def __init__(self, save_to: str, train: bool = True) -> None:
         super().__init__(save_to, train=train)
         self._sort(("users", "lighting"))
+
+    def read_events(self, indices: list[int]) -> list[EventArrays]:
+        """The ``(N, 4)`` rows ``x, y, p, t_ms`` of each file, ``t`` in µs (tonic multiplies by 1000),
+        without tonic's conversion to a structured array."""
+        out = []
+        for i in indices:
+            a = np.load(self.data[i])
+            if a.ndim != 2 or a.shape[1] != 4:
+                raise ValueError(f"expected an (N, 4) array of x, y, p, t_ms, got shape {a.shape}")
+            out.append(((a[:, 3] * 1000).astype(np.int64), a[:, 0], a[:, 1], a[:, 2] != 0))
+        return out
 
 
 class NMNIST(_PathListMixin, td.NMNIST):

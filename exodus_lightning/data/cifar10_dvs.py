@@ -7,7 +7,8 @@ from typing import Any
 
 from torch.utils.data import Subset
 
-from ._events import CacheMode, EventBinner, EventDataModule, RequiredPath, stratified_split
+from .binning import EventBinner
+from .event_datamodule import CacheMode, EventDataModule, RequiredPath, stratified_split
 
 __all__ = ["CIFAR10DVSDataModule"]
 
@@ -33,7 +34,7 @@ class CIFAR10DVSDataModule(EventDataModule):
         val_fraction: held-out validation fraction; 0 validates on the test part.
         batch_size: samples per batch.
         num_workers: DataLoader worker processes.
-        cache: ``"disk"``, ``"memory"`` or ``"none"``.
+        cache: ``"disk"``, ``"device"``, ``"memory"`` or ``"none"`` (see :class:`~exodus_lightning.data.SHDDataModule`).
         cache_dir: cache folder; default ``<data_dir>/exodus_cache``.
         download: use tonic's downloader when files are missing.
         split_seed: seed of the splits.
@@ -103,15 +104,11 @@ class CIFAR10DVSDataModule(EventDataModule):
 
         return CIFAR10DVS(self.data_dir)
 
-    def setup(self, stage: str | None = None) -> None:
-        """Build the dataset and its seeded, class-balanced test/val/train split."""
-        if self._splits:
-            return
-        self.check_files()
-        self._raw = {"all": self._build("all")}
+    def _split_raw(self) -> None:
+        """The seeded, class-balanced test/val/train split of the one raw split."""
         ds = self._raw["all"]
         test_idx, val_idx, train_idx = stratified_split(
-            ds.source.targets_array(), [self.test_fraction, self.val_fraction], self.split_seed
+            ds.targets_array(), [self.test_fraction, self.val_fraction], self.split_seed
         )
         self._splits["train"] = Subset(ds, train_idx)
         self._splits["test"] = Subset(ds, test_idx)

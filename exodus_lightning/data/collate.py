@@ -39,13 +39,15 @@ def _as_tensor(a: Any) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(a))
 
 
-def pad_collate(batch: Sequence[tuple[Any, Any]]) -> Batch:
+def pad_collate(batch: Sequence[tuple[Any, Any]] | Any) -> Batch:
     """Stack ``(sample, target)`` pairs into a zero-padded :class:`Batch`.
 
     Args:
         batch: sequence of ``(sample, target)``; ``sample`` is an array or tensor of shape
             ``(T_i, *features)`` (all samples share ``features``); ``target`` is an integer label
-            or a tensor (stacked as is, e.g. a target spike train).
+            or a tensor (stacked as is, e.g. a target spike train). A
+            :class:`~exodus_lightning.data.compact.CompactBatch` (what the event datasets build for a
+            whole batch) is made dense.
 
     Returns:
         ``Batch(x, y, lengths)`` with ``x`` float32 ``(B, max_i T_i, *features)``, ``y`` int64
@@ -54,6 +56,9 @@ def pad_collate(batch: Sequence[tuple[Any, Any]]) -> Batch:
     Raises:
         ValueError: for an empty batch or samples whose feature shapes differ.
     """
+    densify = getattr(batch, "densify", None)
+    if callable(densify):
+        return densify()
     if len(batch) == 0:
         raise ValueError("pad_collate: empty batch")
     samples = [_as_tensor(s) for s, _ in batch]

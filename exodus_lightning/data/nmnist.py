@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ._events import CacheMode, EventBinner, EventDataModule, RequiredPath
+from .binning import EventBinner
+from .event_datamodule import CacheMode, EventDataModule, RequiredPath
 from .shd import _resolve_time
 
 __all__ = ["NMNISTDataModule"]
@@ -31,7 +32,7 @@ class NMNISTDataModule(EventDataModule):
         batch_size: samples per batch.
         num_workers: DataLoader worker processes.
         val_fraction: held-out fraction of train for validation; 0 validates on the test set.
-        cache: ``"disk"``, ``"memory"`` or ``"none"``.
+        cache: ``"disk"``, ``"device"``, ``"memory"`` or ``"none"`` (see :class:`~exodus_lightning.data.SHDDataModule`).
         cache_dir: cache folder; default ``<data_dir>/exodus_cache``.
         download: use tonic's downloader when files are missing.
         split_seed: seed of the train/val split.

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .collate import pad_collate
+from .collate import Batch
 
 __all__ = ["make_poisson_fit_task", "PoissonSpikeFitDataModule"]
 
@@ -46,6 +46,8 @@ def make_poisson_fit_task(
 
 
 class _Repeat(Dataset):
+    """``n`` copies of one ``(x, y)`` pair; a batch of them is built at once (``__getitems__``)."""
+
     def __init__(self, x: torch.Tensor, y: torch.Tensor, n: int) -> None:
         self.x, self.y, self.n = x, y, n
 
@@ -56,6 +58,13 @@ class _Repeat(Dataset):
         if not 0 <= i < self.n:
             raise IndexError(i)
         return self.x, self.y
+
+    def __getitems__(self, indices: list[int]) -> Batch:
+        if min(indices) < 0 or max(indices) >= self.n:
+            raise IndexError(f"indices {indices} of a dataset of {self.n}")
+        b = len(indices)
+        lengths = torch.full((b,), self.x.shape[0], dtype=torch.long)
+        return Batch(self.x.expand(b, *self.x.shape).clone(), self.y.expand(b, *self.y.shape).clone(), lengths)
 
 
 class PoissonSpikeFitDataModule(pl.LightningDataModule):
@@ -107,7 +116,7 @@ class PoissonSpikeFitDataModule(pl.LightningDataModule):
         self.samples_per_epoch = samples_per_epoch
 
     def _loader(self, n: int) -> DataLoader:
-        return DataLoader(_Repeat(self.inputs, self.target, n), batch_size=self.batch_size, collate_fn=pad_collate)
+        return DataLoader(_Repeat(self.inputs, self.target, n), batch_size=self.batch_size, collate_fn=_as_is)
 
     def train_dataloader(self) -> DataLoader:
         """``samples_per_epoch`` copies of the pair."""
@@ -124,3 +133,7 @@ class PoissonSpikeFitDataModule(pl.LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         """The pair once (``predict`` returns the output spike train)."""
         return self._loader(1)
+
+
+def _as_is(batch: Batch) -> Batch:
+    return batch

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ._events import CacheMode, EventBinner, EventDataModule, RequiredPath
+from .binning import EventBinner
+from .event_datamodule import CacheMode, EventDataModule, RequiredPath
 
 __all__ = ["SHDDataModule", "SSCDataModule"]
 
@@ -89,11 +90,14 @@ class SHDDataModule(_HSDDataModule):
             ``floor(c * n_channels / 700)``, tonic's ``Downsample``); e.g. 100 as in EXODUS Table 2.
         max_duration: spikes at or after this time (seconds) are dropped; bounds ``n_time_steps``.
         batch_size: samples per batch.
-        num_workers: DataLoader worker processes (binning runs in the workers).
+        num_workers: DataLoader worker processes (they also bin the files when a cache is built).
         val_fraction: fraction of the training set held out (stratified, seeded) for validation;
             0 validates on the test set (the usual SHD protocol, which has no validation split).
-        cache: ``"disk"`` (binned samples stored under ``cache_dir``, keyed by every binning
-            parameter, built once in ``prepare_data``), ``"memory"`` (per process) or ``"none"``.
+        cache: ``"disk"`` (each split binned once into a packed file under ``cache_dir``, keyed by every
+            binning parameter, memory-mapped), ``"device"`` (that file copied to the training device:
+            batches are gathered there; ``num_workers=0``), ``"memory"`` (packed in this process, nothing
+            written) or ``"none"`` (every batch read and binned from the files). See
+            :class:`~exodus_lightning.data.event_datamodule.EventDataModule`.
         cache_dir: cache folder; default ``<data_dir>/exodus_cache``.
         download: use tonic's downloader when files are missing (needs internet).
         split_seed: seed of the train/val split.

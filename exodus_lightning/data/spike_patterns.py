@@ -16,11 +16,14 @@ per-channel spike counts of a sample carry **no** class information: a timing-bl
 on time-summed counts) is at chance level (1 / n_classes), while a model that uses spike timing can
 solve the task (tested in ``tests/test_data_synthetic.py``).
 
-Samples are generated on the fly from ``(seed, split, index)``, so any size costs no memory and
-every worker and rank produces identical data.
+Every sample is a function of ``(seed, split, index)``, so every worker and rank produces identical
+data. A split is generated once, on first use, into a packed form (a few bytes per spike) from which
+whole batches are gathered, like the event datasets' packed caches.
 """
 
 from __future__ import annotations
+
+from typing import Sequence
 
 import lightning.pytorch as pl
 import numpy as np
@@ -28,7 +31,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..resume import ResumableDataLoader
-from .collate import pad_collate
+from .binning import BinnedEvents
+from .compact import CompactBatch
+from .dense_on_device import DenseOnDevice
+from .packed import PackedSplit
 
 __all__ = ["SpikePatternsDataset", "SpikePatternsDataModule"]
 
@@ -116,6 +122,7 @@ class SpikePatternsDataset(Dataset):
             (rng.integers(0, d_len, size=n_ch), rng.choice(n_channels, size=n_ch, replace=False))
             for _ in range(distractor_bank)
         ]
+        self._packed: PackedSplit | None = None
 
     def __len__(self) -> int:
         return self.n_samples
@@ -124,28 +131,51 @@ class SpikePatternsDataset(Dataset):
         """Label of sample ``index``."""
         return int(index % self.n_classes)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+    def spikes(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """The spikes of sample ``index`` as ``(time step, channel)`` arrays (a step may repeat)."""
         if not 0 <= index < self.n_samples:
             raise IndexError(index)
         T, C = self.n_time_steps, self.n_channels
         label = self.label(index)
         rng = np.random.default_rng([self.seed, _SPLIT_IDS[self.split], int(index)])
-        x = np.zeros((T, C), dtype=np.float32)
         shift = rng.integers(-self.max_shift, self.max_shift + 1)
         times = self.templates[label] + shift + rng.normal(0.0, self.jitter, size=(C, self.k))
         moved = rng.random((C, self.k)) < self.replace_prob
         times[moved] = rng.uniform(0, T, size=int(moved.sum()))
-        t_idx = np.clip(np.floor(times), 0, T - 1).astype(np.int64)
-        ch = np.broadcast_to(np.arange(C)[:, None], (C, self.k))
-        np.add.at(x, (t_idx.ravel(), ch.ravel()), 1.0)
+        steps = [np.clip(np.floor(times), 0, T - 1).astype(np.int64).ravel()]
+        channels = [np.broadcast_to(np.arange(C)[:, None], (C, self.k)).ravel()]
         n_noise = rng.poisson(self.noise_prob * T * C)
         if n_noise:
-            np.add.at(x, (rng.integers(0, T, n_noise), rng.integers(0, C, n_noise)), 1.0)
+            steps.append(rng.integers(0, T, n_noise))
+            channels.append(rng.integers(0, C, n_noise))
         for _ in range(self.n_distractors):
             dt, dch = self.distractors[int(rng.integers(len(self.distractors)))]
             onset = int(rng.integers(0, T - self.d_len + 1))
-            np.add.at(x, (onset + dt, dch), 1.0)
-        return torch.from_numpy(x), label
+            steps.append(onset + dt)
+            channels.append(dch)
+        return np.concatenate(steps), np.concatenate(channels)
+
+    @property
+    def packed(self) -> PackedSplit:
+        """All samples, generated on first use and packed (cell = step * n_channels + channel)."""
+        if self._packed is None:
+            binned = []
+            for i in range(self.n_samples):
+                steps, channels = self.spikes(i)
+                cells, counts = np.unique(steps * self.n_channels + channels, return_counts=True)
+                binned.append(BinnedEvents(cells, counts, self.n_time_steps))
+            labels = [self.label(i) for i in range(self.n_samples)]
+            self._packed = PackedSplit.from_binned(binned, labels, (self.n_channels,))
+        return self._packed
+
+    def __getitems__(self, indices: Sequence[int]) -> CompactBatch:
+        return self.packed.gather(indices)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        if not 0 <= index < self.n_samples:
+            raise IndexError(index)
+        x, y, _ = self.__getitems__([index]).densify()
+        return x[0], int(y[0])
 
 
 def _check_positive_ints(**kw: int) -> None:
@@ -154,7 +184,7 @@ def _check_positive_ints(**kw: int) -> None:
             raise ValueError(f"{name} must be a positive integer, got {v!r}")
 
 
-class SpikePatternsDataModule(pl.LightningDataModule):
+class SpikePatternsDataModule(DenseOnDevice, pl.LightningDataModule):
     """DataModule of the embedded SpikePatterns task (SHD-like defaults: 100 channels, 20 classes).
 
     Batches ``(x (B, T, C) float32, y (B,) int64, lengths (B,) int64)``; all samples have length
@@ -229,17 +259,15 @@ class SpikePatternsDataModule(pl.LightningDataModule):
         return self._datasets[split]
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        dataset = self.dataset(split)
+        dataset.packed  # generated here, before worker processes start, so they share it
+        kwargs = dict(batch_size=self.batch_size, num_workers=self.num_workers, collate_fn=self.batch_collate(),
+                      persistent_workers=self.num_workers > 0)
         if shuffle:
             # Training order is a function of (seed, epoch) and its position is checkpointed
             # (exact resume, exodus_lightning.resume).
-            return ResumableDataLoader(
-                self.dataset(split), batch_size=self.batch_size, shuffle=True, seed=self.hparams.seed,
-                num_workers=self.num_workers, collate_fn=pad_collate, persistent_workers=self.num_workers > 0,
-            )
-        return DataLoader(
-            self.dataset(split), batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers,
-            collate_fn=pad_collate, persistent_workers=self.num_workers > 0,
-        )
+            return ResumableDataLoader(dataset, shuffle=True, seed=self.hparams.seed, **kwargs)
+        return DataLoader(dataset, shuffle=False, **kwargs)
 
     def train_dataloader(self) -> DataLoader:
         """Shuffled training batches."""

@@ -15,6 +15,7 @@ from exodus_lightning.backend import use_backend, validate_backend
 from exodus_lightning.losses import ActivityRegularizer, loss_by_name
 from exodus_lightning.models.activity import SpikeRecorder
 from exodus_lightning.nonfinite import NonFiniteCheck, validate_policy
+from exodus_lightning.spec import instantiate, save_hyperparameters_as_specs
 
 
 def _adam(params) -> torch.optim.Optimizer:
@@ -47,12 +48,14 @@ class SpikingClassifier(NonFiniteCheck, pl.LightningModule):
 
     Batches are ``(x, y)`` or ``(x, y, lengths)`` with ``x`` of shape ``(B, T, *input)``.
 
-    Checkpoints: an architecture string and the other arguments are saved as hyperparameters, so
-    ``SpikingClassifier.load_from_checkpoint(path)`` rebuilds the model; a network passed as a
-    module is not (pass ``network=`` again when loading).  Configs given through the CLI are saved
-    as ``class_path`` dictionaries and load with ``torch.load(weights_only=True)``; module objects
-    passed from Python (``neuron=LIF(...)``) are pickled, and resuming such a checkpoint with
-    ``Trainer.fit(ckpt_path=...)`` needs ``weights_only=False`` (only for files you trust).
+    Checkpoints: the arguments are saved as hyperparameters, modules and factories as specs
+    (class path and constructor arguments, :mod:`exodus_lightning.spec`), never as pickled objects:
+    ``SpikingClassifier.load_from_checkpoint(path)`` rebuilds the model with PyTorch's default
+    ``weights_only=True`` loading and no extra arguments, whether the network was an architecture
+    string with neuron templates, a module of the framework's layers and ``torch.nn`` layers, or an
+    algorithm's network (``SparseSNN``, ``EventDrivenSNN``).  The same holds for configs given
+    through the CLI.  A network module of a class that does not record its arguments (your own
+    ``nn.Module``) is not saved: pass ``network=`` again when loading.
 
     Example:
         >>> import torch
@@ -83,18 +86,17 @@ class SpikingClassifier(NonFiniteCheck, pl.LightningModule):
             raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
         if backend is not None:
             validate_backend(backend)
-        # An architecture string is a hyperparameter (load_from_checkpoint rebuilds the network);
-        # a network module is not (its weights are in the state dict: pass network= when loading).
-        self.save_hyperparameters(ignore=["network"] if isinstance(network, nn.Module) else None)
+        # Modules and factories are saved as specs (class path + arguments), so checkpoints load
+        # with torch.load(weights_only=True) and load_from_checkpoint(path) rebuilds the network.
+        save_hyperparameters_as_specs(self, drop_undescribable=["network"])
         self.num_classes = num_classes
         self.backend = backend
-        # None (not a function object) as the default keeps the saved hyperparameters plain data,
-        # so checkpoints load with torch.load(weights_only=True), Lightning's default on resume.
-        self.optimizer_factory = optimizer if optimizer is not None else _adam
-        self.scheduler_factory = scheduler
-        self.network = self.build_network(network, neuron, readout)
-        self.loss_fn = self.build_loss(loss)
-        self.activity_regularizer = activity_regularizer
+        # None (not a function object) as the default keeps the saved hyperparameters plain data.
+        self.optimizer_factory = instantiate(optimizer, factory=True) if optimizer is not None else _adam
+        self.scheduler_factory = instantiate(scheduler, factory=True)
+        self.network = self.build_network(instantiate(network), instantiate(neuron), instantiate(readout))
+        self.loss_fn = self.build_loss(instantiate(loss))
+        self.activity_regularizer = instantiate(activity_regularizer)
         self.spikes = SpikeRecorder(self.network)
         self.build_metrics()
 

@@ -20,6 +20,7 @@ from exodus_lightning.algorithms.ottt import (
     online_neurons,
 )
 from exodus_lightning.nonfinite import NonFiniteCheck, validate_policy
+from exodus_lightning.spec import instantiate, save_hyperparameters_as_specs
 
 ALGORITHMS = ("ottt_a", "ottt_o")
 
@@ -118,15 +119,15 @@ class OnlineSpikingClassifier(NonFiniteCheck, pl.LightningModule):
             raise ValueError(f"loss_alpha must be a number in [0, 1], got {loss_alpha!r}")
         if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not 0.0 <= lam <= 1.0:
             raise ValueError(f"lam (the leak lambda = 1 - 1/tau) must be a number in [0, 1], got {lam!r}")
-        self.save_hyperparameters(ignore=["network"] if isinstance(network, nn.Module) else None)
+        save_hyperparameters_as_specs(self, drop_undescribable=["network"])  # see SpikingClassifier
         # Manual optimisation: one backward per time step (OTTT_A) or one update per step (OTTT_O).
         self.automatic_optimization = False
         self.algorithm = algorithm
         self.num_classes = num_classes
         self.loss_alpha = float(loss_alpha)
-        self.optimizer_factory = optimizer if optimizer is not None else _adam
-        self.scheduler_factory = scheduler
-        self.network = self.build_network(network, lam, threshold, surrogate_alpha, sws, readout_trace, input_trace)
+        self.optimizer_factory = instantiate(optimizer, factory=True) if optimizer is not None else _adam
+        self.scheduler_factory = instantiate(scheduler, factory=True)
+        self.network = self.build_network(instantiate(network), lam, threshold, surrogate_alpha, sws, readout_trace, input_trace)
         self.build_metrics()
 
     # ------------------------------------------------------------------ construction

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from exodus_lightning.backend import use_backend, validate_backend
 from exodus_lightning.losses import SpikeTrainMSE, VanRossumDistance
 from exodus_lightning.nonfinite import NonFiniteCheck, validate_policy
+from exodus_lightning.spec import instantiate, save_hyperparameters_as_specs
 
 
 def _adam(params) -> torch.optim.Optimizer:
@@ -57,17 +58,17 @@ class SpikeTrainRegressor(NonFiniteCheck, pl.LightningModule):
             raise ValueError(f"loss must be 'mse' or 'van_rossum', got {loss!r}")
         if backend is not None:
             validate_backend(backend)
-        self.save_hyperparameters(ignore=["network"] if isinstance(network, nn.Module) else None)
+        save_hyperparameters_as_specs(self, drop_undescribable=["network"])  # see SpikingClassifier
         from exodus_lightning.models.classifier import SpikingClassifier
 
-        self.network = SpikingClassifier.build_network(self, network, neuron, readout)
+        self.network = SpikingClassifier.build_network(self, instantiate(network), instantiate(neuron),
+                                                       instantiate(readout))
         self.mse = SpikeTrainMSE()
         self.van_rossum = VanRossumDistance(van_rossum_tau)
         self.loss_fn = self.mse if loss == "mse" else self.van_rossum
         self.backend = backend
-        # None (not a function object) as the default keeps the saved hyperparameters plain data,
-        # so checkpoints load with torch.load(weights_only=True), Lightning's default on resume.
-        self.optimizer_factory = optimizer if optimizer is not None else _adam
+        # None (not a function object) as the default keeps the saved hyperparameters plain data.
+        self.optimizer_factory = instantiate(optimizer, factory=True) if optimizer is not None else _adam
         self.last_output: Optional[Tensor] = None
         self.last_target: Optional[Tensor] = None
 

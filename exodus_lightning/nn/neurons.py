@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from exodus_lightning import functional as F
 from exodus_lightning.backend import resolve_backend, validate_backend
 from exodus_lightning.functional import LIFState
+from exodus_lightning.spec import records_init_args
 from exodus_lightning.surrogate import SingleExponential, SurrogateFn
 
 Param = Union[float, Tensor]
@@ -107,6 +108,7 @@ def _as_state(state: object) -> tuple[Optional[Tensor], Optional[Tensor]]:
 # ----------------------------------------------------------------------------------- LIF
 
 
+@records_init_args
 class LIF(nn.Module):
     r"""Leaky integrate-and-fire neurons (ARCHITECTURE §3, sinabs conventions), per neuron:
 
@@ -247,6 +249,7 @@ class LIF(nn.Module):
         return ", ".join(parts)
 
 
+@records_init_args
 class IF(LIF):
     r"""Integrate-and-fire neurons: :class:`LIF` with ``alpha = 1`` (``tau_mem = inf``), so
     ``v[t] = v_post[t-1] + i[t]`` (the neurons of the EXODUS paper's DVS and SHD networks, Table 2).
@@ -280,6 +283,7 @@ class IF(LIF):
         )
 
 
+@records_init_args
 class StatefulLIF(LIF):
     """:class:`LIF` that keeps its final state between calls, for streaming inference and
     truncated training on long sequences: the next call continues from where the last one ended.
@@ -348,6 +352,7 @@ class StatefulLIF(LIF):
 # ----------------------------------------------------------------------------------- leaky
 
 
+@records_init_args
 class LeakyIntegrator(nn.Module):
     r"""Non-spiking leaky integrator (sinabs' ExpLeak), the usual readout of a spiking classifier:
     ``v[t] = alpha v[t-1] + c x[t]``, ``alpha = exp(-1/tau)``, ``c = 1 - alpha`` if ``norm_input``
@@ -417,6 +422,7 @@ class LeakyIntegrator(nn.Module):
 # ----------------------------------------------------------------------------------- recurrent
 
 
+@records_init_args
 class RecurrentLIF(LIF):
     r""":class:`LIF` neurons with all-to-all recurrent connections: the input current of step t is
     ``x[t] + W s[t-1]`` (``W = self.recurrent.weight``, ``(N, N)``, ``s[-1] = 0``), then the LIF

@@ -16,6 +16,7 @@ from torch.nn import functional as TF
 
 from exodus_lightning.functional import check_input
 from exodus_lightning.nn.neurons import LeakyIntegrator, LIF
+from exodus_lightning.spec import records_init_args
 
 IntPair = Union[int, tuple[int, int]]
 
@@ -36,6 +37,7 @@ def is_time_aware(module: nn.Module) -> bool:
     return isinstance(module, (LIF, LeakyIntegrator)) or bool(getattr(module, "time_aware", False))
 
 
+@records_init_args
 class TimeDistributed(nn.Module):
     """Applies a stateless ``module`` to every time step of ``(B, T, ...)`` at once by folding time
     into the batch: ``module(x.reshape(B*T, ...)).reshape(B, T, ...)``.
@@ -77,6 +79,7 @@ def _pair(value: IntPair, name: str) -> tuple[int, int]:
     return int(value[0]), int(value[1])
 
 
+@records_init_args
 class SumPool2d(nn.Module):
     """Sum pooling over ``kernel_size`` windows, as in the spiking CNNs of the EXODUS paper and
     sinabs (a sum of spikes stays an integer count, unlike an average):
@@ -124,6 +127,7 @@ class SumPool2d(nn.Module):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
 
+@records_init_args
 class SpikingSequential(nn.Sequential):
     """``nn.Sequential`` for ``(B, T, ...)`` sequences: time-aware children (neurons,
     :class:`TimeDistributed`, :class:`SumPool2d`, anything with ``time_aware = True``) get the
