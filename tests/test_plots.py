@@ -49,7 +49,7 @@ def _cli(tmp_path, config: str, *overrides: str):
 def _val_batches(datamodule):
     """The validation batches, dense, from a fresh copy of the run's DataModule (same arguments,
     no Trainer attached: the loader yields ``(x, y, ...)`` tuples on the CPU)."""
-    fresh = type(datamodule)(**datamodule.hparams)
+    fresh = type(datamodule)(**{k: v for k, v in datamodule.hparams.items() if not k.startswith("_")})  # not _class_path
     fresh.setup("fit")
     return list(fresh.val_dataloader())
 
