@@ -129,24 +129,35 @@ def _pyplot():
 
 def log_figure(trainer: pl.Trainer, key: str, fig) -> bytes:
     """Send a matplotlib figure to every logger of ``trainer`` (``log_image`` on W&B, ``add_figure``
-    on TensorBoard, otherwise ``<log dir>/<key>_epoch<NNNN>.png``); returns the PNG bytes."""
-    from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
-
+    on TensorBoard, otherwise ``<log dir>/<key>_epoch<NNNN>.png``); returns the PNG bytes.  An image
+    a logger cannot store (a full disk: ``OSError``) is a warning, not the end of the training (the
+    W&B run's own check reports the incomplete run when the command ends)."""
     png = _figure_to_png(fig)
     for logger in trainer.loggers:
-        if isinstance(logger, WandbLogger):
-            import numpy as np
-            from PIL import Image
-
-            image = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
-            logger.log_image(key=key, images=[image], step=trainer.global_step)
-        elif isinstance(logger, TensorBoardLogger):
-            logger.experiment.add_figure(key, fig, global_step=trainer.global_step, close=False)
-        else:
-            folder = Path(logger.log_dir if getattr(logger, "log_dir", None) else trainer.default_root_dir)
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / f"{key}_epoch{trainer.current_epoch:04d}.png").write_bytes(png)
+        try:
+            _log_png(trainer, logger, key, fig, png)
+        except OSError as e:
+            rank_zero_warn(f"the {key} image of epoch {trainer.current_epoch} could not be written by "
+                           f"{type(logger).__name__}: {e}; training goes on")
     return png
+
+
+def _log_png(trainer: pl.Trainer, logger: Any, key: str, fig, png: bytes) -> None:
+    """One logger's copy of the image (see :func:`log_figure`)."""
+    from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
+
+    if isinstance(logger, WandbLogger):
+        import numpy as np
+        from PIL import Image
+
+        image = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+        logger.log_image(key=key, images=[image], step=trainer.global_step)
+    elif isinstance(logger, TensorBoardLogger):
+        logger.experiment.add_figure(key, fig, global_step=trainer.global_step, close=False)
+    else:
+        folder = Path(logger.log_dir if getattr(logger, "log_dir", None) else trainer.default_root_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{key}_epoch{trainer.current_epoch:04d}.png").write_bytes(png)
 
 
 def class_scores(pl_module: pl.LightningModule, output: Tensor, lengths: Optional[Tensor] = None) -> Tensor:
