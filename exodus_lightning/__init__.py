@@ -27,7 +27,8 @@ _LAZY = {
 }
 
 
-_BACKEND_NAMES = ("set_backend", "get_backend", "use_backend", "set_check_finite")
+_BACKEND_NAMES = ("set_backend", "get_backend", "use_backend")
+_NONFINITE_NAMES = ("set_check_finite",)
 
 
 def __getattr__(name: str):
@@ -35,7 +36,9 @@ def __getattr__(name: str):
         return importlib.import_module(_LAZY[name])
     if name in _BACKEND_NAMES:
         return getattr(importlib.import_module("exodus_lightning.backend"), name)
+    if name in _NONFINITE_NAMES:
+        return getattr(importlib.import_module("exodus_lightning.nonfinite"), name)
     raise AttributeError(f"module 'exodus_lightning' has no attribute {name!r}")
 
 
-__all__ = ["__version__", *_BACKEND_NAMES, *_LAZY]
+__all__ = ["__version__", *_BACKEND_NAMES, *_NONFINITE_NAMES, *_LAZY]

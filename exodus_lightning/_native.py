@@ -22,7 +22,7 @@ import exodus_lightning
 CPU_LIBRARY = "exodus_native"
 CUDA_LIBRARY = "exodus_native_cuda"
 EMULATION_LIBRARY = "exodus_cuda_emulation"
-ABI_VERSION = 1
+ABI_VERSION = 2  # 2: LifForwardArgs.nonfinite
 
 DTYPE_TAGS = {"float32": 0, "float64": 1, "float16": 2, "bfloat16": 3}
 
@@ -40,7 +40,7 @@ class LifForwardArgs(ctypes.Structure):
         ("v0", _c_void_p), ("i0", _c_void_p),
         ("reset_mode", _i32), ("max_spikes", _i64), ("has_clamp", _i32), ("v_min", _f64), ("norm_input", _i32),
         ("spikes", _c_void_p), ("v", _c_void_p), ("v_final", _c_void_p), ("i_final", _c_void_p),
-        ("i_trace", _c_void_p),
+        ("i_trace", _c_void_p), ("nonfinite", _c_void_p),
     ]
 
 

@@ -20,7 +20,6 @@ BACKENDS = ("exodus", "slayer", "bptt")
 
 _state = threading.local()
 _global_default = "exodus"
-_check_finite = False
 
 
 def validate_backend(backend: str, argument: str = "backend") -> str:
@@ -57,13 +56,3 @@ def use_backend(backend: str) -> Iterator[str]:
         yield backend
     finally:
         stack.pop()
-
-
-def set_check_finite(enabled: bool) -> None:
-    """Check every LIF input for NaN/Inf and raise a ValueError naming it (costs a device sync)."""
-    global _check_finite
-    _check_finite = bool(enabled)
-
-
-def check_finite_enabled() -> bool:
-    return _check_finite

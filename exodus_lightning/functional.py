@@ -24,7 +24,8 @@ from typing import NamedTuple, Optional, Union
 import torch
 from torch import Tensor
 
-from exodus_lightning.backend import check_finite_enabled, validate_backend
+from exodus_lightning.backend import validate_backend
+from exodus_lightning.nonfinite import check_wanted, record_nonfinite
 from exodus_lightning.surrogate import SingleExponential, SurrogateFn, fused_spec
 
 Param = Union[float, Tensor]
@@ -55,8 +56,6 @@ def check_input(x: Tensor, name: str = "x") -> tuple[int, int, tuple[int, ...]]:
         raise ValueError(f"{name} has T = 0 time steps (shape {tuple(x.shape)}); at least one is needed")
     if x.shape[0] == 0 or any(d == 0 for d in x.shape[2:]):
         raise ValueError(f"{name} has an empty batch or feature dimension (shape {tuple(x.shape)})")
-    if check_finite_enabled() and not _compiling() and not torch.isfinite(x).all():
-        raise ValueError(f"{name} contains NaN or Inf values")
     return x.shape[0], x.shape[1], tuple(x.shape[2:])
 
 
@@ -250,7 +249,10 @@ def lif_with_membrane(
     reset_mode = 0 if reset == "subtract" else 1
     v_min = float(min_v_mem) if min_v_mem is not None else None
 
+    check = check_wanted()  # NaN/Inf in x (exodus_lightning.nonfinite): the scan's own flag, or a device test
     if backend == "bptt":
+        if check:
+            record_nonfinite(x3)
         xc = x3.to(acc)
         s, v, v_fin, i_fin = _lif_bptt(
             xc, alpha, theta, beta, None if v0_ is None else v0_.to(acc), None if i0_ is None else i0_.to(acc),
@@ -263,10 +265,12 @@ def lif_with_membrane(
 
         spec = fused_spec(surrogate)
         sid, p0, p1, p2 = spec if spec is not None else (0, 0.0, 0.0, 0.0)
-        s, v, v_fin, i_fin = LIFFunction.apply(
+        s, v, v_fin, i_fin, nonfinite = LIFFunction.apply(
             x3, alpha, theta, beta, v0_, i0_, reset_mode, max_spikes, v_min, bool(norm_input),
-            BACKWARD_MODES[backend], sid, p0, p1, p2, surrogate,
+            BACKWARD_MODES[backend], sid, p0, p1, p2, surrogate, check,
         )
+        if check:
+            record_nonfinite(x3, nonfinite)
         if beta is None:
             i_fin = None
     state = LIFState(v_fin.reshape(B, *features), None if i_fin is None else i_fin.reshape(B, *features))
@@ -346,6 +350,7 @@ def leaky_integrator(
     alpha = decay(tau, "tau", features, x, acc)
     v0_ = _state_tensor(v0, "v0", B, features, x)
     x3 = x.reshape(B, T, -1)
+    record_nonfinite(x3)  # a device test, only while a layer is watched (exodus_lightning.nonfinite)
     if backend == "bptt":
         xa = x3.to(acc)
         v = v0_.to(acc) if v0_ is not None else xa.new_zeros((B, xa.shape[2]))

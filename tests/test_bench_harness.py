@@ -205,6 +205,6 @@ def test_bench_train_speed_tiny(tmp_path):
     assert rc == 0
     js = _outputs(tmp_path, "train_speed", ["train_speed.png"])
     rows = {r["backend"]: r for r in js["rows"]}
-    assert set(rows) == {"exodus", "slayer", "bptt"}
+    assert set(rows) == {"exodus", "slayer", "bptt", "exodus, nonfinite off"}
     assert all(r["epoch_s"] > 0 and r["batches"] == 2 and len(r["all_epoch_s"]) == 2 for r in rows.values())
     assert rows["exodus"]["x_exodus"] == 1.0 and rows["bptt"]["speedup_vs_bptt"] == 1.0

@@ -18,9 +18,10 @@ from exodus_lightning.ops import sparse as ops
 def test_bench_lif_prints_ratios_for_every_backend(capsys):
     assert main(["bench", "lif", "--shape", "2,20,16", "--repeats", "1", "--bptt-repeats", "1"]) == 0
     out = capsys.readouterr().out
-    for backend in ("exodus", "slayer", "bptt"):
+    for backend in ("exodus", "slayer", "bptt", r"exodus\+check"):
         assert re.search(rf"\(2, 20, 16\)\s+{backend}\s+\d", out), out
     assert re.search(r"speed-up of exodus: [\d.]+x over bptt", out)
+    assert re.search(r"the NaN/Inf check costs x[\d.]+", out), out
     assert re.search(r"exodus / floor = [\d.]+", out)
 
 

@@ -34,7 +34,7 @@ def test_opcheck_lif_ops(dtype, per_neuron, synapse, clamp):
     args = _lif_forward_args(dtype, per_neuron, synapse, clamp)
     torch.library.opcheck(torch.ops.exodus.lif_forward.default, args)
     x, alpha, theta, beta, v0, i0 = args[:6]
-    spikes, v, _, _, i_trace = torch.ops.exodus.lif_forward(*args)
+    spikes, v, _, _, i_trace, _ = torch.ops.exodus.lif_forward(*args)
     g = torch.randn_like(spikes)
     for surrogate, sid in [(None, 1), (torch.rand_like(v), 0)]:
         bw_args = (g, None, torch.randn_like(v0), torch.randn_like(v0) if synapse else None, v, surrogate, sid,

@@ -272,7 +272,7 @@ def test_lif_ops_read_every_argument_in_any_layout(c):
                                             surrogate, v0, i0, dtype)
     ref = grads([s_ref, v_ref, vf_ref], upstream, leaves)
     with native_library(c["library"]):
-        s, v, v_final, i_final, _ = torch.ops.exodus.lif_forward(
+        s, v, v_final, i_final, _, _ = torch.ops.exodus.lif_forward(
             x.detach(), alpha, theta, beta, v0.detach(), None if i0 is None else i0.detach(), c["reset_mode"],
             c["max_spikes"], c["v_min"], c["norm_input"], False)
         sid, p0, p1, p2 = surrogate.fused

@@ -33,6 +33,7 @@ TINY = textwrap.dedent("""\
         - class_path: exodus_lightning.callbacks.RasterPlot
           init_args: {every_n_epochs: 1}
         - class_path: exodus_lightning.callbacks.FiringRateMonitor
+        - class_path: exodus_lightning.callbacks.ConfusionMatrixPlot
     model:
       class_path: exodus_lightning.models.SpikingClassifier
       init_args:
@@ -87,6 +88,7 @@ def test_fit_writes_a_real_offline_wandb_run_with_the_metrics(fitted):
     assert any(k.startswith("grad_norm/network.") for row in run.history for k in row)
     assert any(k.startswith("firing_rate/") for row in run.history for k in row)
     assert any(f.startswith("media/images/raster") for f in run.files), run.files
+    assert any(f.startswith("media/images/confusion_matrix") for f in run.files), run.files
     assert run.config["network"] == "100-32l-20l" and run.config["num_classes"] == 20
     assert "SpikingClassifier" in run.config["cli_config"]
     assert run.exit_code == 0

@@ -255,6 +255,11 @@ class SparseLinearLIF(nn.Module):
                        exact=self.gradient == "exact", backend=self.backend)
 
     def forward(self, x: Tensor, input_active: Optional[ops.ActiveSet] = None) -> Tensor:
+        if torch.is_autocast_enabled(x.device.type):
+            # Mixed precision: the sparse kernels compute in float32 or float64 only, and the weight
+            # product is fused into this layer, so the whole layer runs in float32 (autocast off).
+            with torch.autocast(x.device.type, enabled=False):
+                return self.forward(x.float() if x.dtype in (torch.float16, torch.bfloat16) else x, input_active)
         ops.check_tensor(x, "x")
         if x.shape[2] != self.in_features:
             raise ValueError(f"x must have {self.in_features} features (last dimension), got shape {tuple(x.shape)}")

@@ -1,5 +1,7 @@
 """``exodus-lightning bench lif``: forward+backward time and bytes saved for backward of the LIF
-layer with the ``exodus``, ``slayer`` and ``bptt`` backends, and the memory-traffic floor.
+layer with the ``exodus``, ``slayer`` and ``bptt`` backends, and the memory-traffic floor.  The
+row ``exodus+check`` is EXODUS with the NaN/Inf check of training on (the scan's flag,
+:mod:`exodus_lightning.nonfinite`): its ``x exodus`` is the check's cost.
 
 The floor is the time to move 24 bytes per element at the machine's measured copy bandwidth:
 x read (4), spikes and v written (8) in the forward; grad read, v read, grad written (12) in the
@@ -17,9 +19,11 @@ from typing import Callable, Optional
 import torch
 
 from exodus_lightning.functional import lif
+from exodus_lightning.nonfinite import recording_nonfinite
 
 SHAPES = [(32, 500, 256), (16, 500, 4096)]
 BACKENDS = ("exodus", "slayer", "bptt")
+CHECKED = "exodus+check"  # EXODUS with the non-finite flag, as in a training step of the LightningModules
 BYTES_PER_ELEMENT_FLOOR = 24
 
 
@@ -75,24 +79,34 @@ def run(shapes: list[tuple[int, int, int]], device: torch.device, repeats: int, 
         x, grad = _case(shape, device)
         tau_trained = torch.full(shape[2:], tau_mem, device=device, requires_grad=True)
 
-        def step(backend: str) -> None:
-            s = lif(x, tau_mem, backend=backend)
-            torch.autograd.grad(s, x, grad)
+        flag = torch.zeros(1, dtype=torch.int32, device=device)
 
-        times: dict[str, list[float]] = {b: [] for b in BACKENDS}
-        for b in BACKENDS:  # warm-up (allocator, OpenMP pool, lazy library load)
+        def call(backend: str, tau) -> torch.Tensor:
+            if backend != CHECKED:
+                return lif(x, tau, backend=backend)
+            with recording_nonfinite(flag):
+                return lif(x, tau, backend="exodus")
+
+        def step(backend: str) -> None:
+            torch.autograd.grad(call(backend, tau_mem), x, grad)
+
+        timed = (*BACKENDS, CHECKED)
+        times: dict[str, list[float]] = {b: [] for b in timed}
+        for b in timed:  # warm-up (allocator, OpenMP pool, lazy library load)
             step(b)
         for r in range(repeats):
-            for b in BACKENDS:
+            for b in timed:
                 if b == "bptt" and r >= bptt_repeats:
                     continue
                 times[b].append(_time(lambda: step(b), device))
+        if flag.item() != 0:
+            raise RuntimeError("bench lif: the non-finite flag is set for finite input")
         elements = shape[0] * shape[1] * shape[2]
-        for b in BACKENDS:
+        for b in timed:
             rows.append({
                 "shape": shape, "backend": b, "time": statistics.median(times[b]), "elements": elements,
-                "saved": saved_bytes(lambda: lif(x, tau_mem, backend=b)),
-                "saved_train_tau": saved_bytes(lambda: lif(x, tau_trained, backend=b)),
+                "saved": saved_bytes(lambda: call(b, tau_mem)),
+                "saved_train_tau": saved_bytes(lambda: call(b, tau_trained)),
             })
     return rows
 
@@ -100,7 +114,7 @@ def run(shapes: list[tuple[int, int, int]], device: torch.device, repeats: int, 
 def report(rows: list[dict], bandwidth: float, device: torch.device) -> str:
     lines = [f"device {device}, float32, copy bandwidth {bandwidth / 1e9:.2f} GB/s "
              f"(floor = {BYTES_PER_ELEMENT_FLOOR} B/element / bandwidth), torch threads {torch.get_num_threads()}"]
-    header = (f"{'(B, T, N)':>18} {'backend':>7} {'fwd+bwd ms':>11} {'x exodus':>9} {'x floor':>8} "
+    header = (f"{'(B, T, N)':>18} {'backend':>12} {'fwd+bwd ms':>11} {'x exodus':>9} {'x floor':>8} "
               f"{'saved (BTN tensors)':>20} {'saved, tau trained':>19}")
     lines.append(header)
     by_shape: dict[tuple, dict[str, dict]] = {}
@@ -112,13 +126,13 @@ def report(rows: list[dict], bandwidth: float, device: torch.device) -> str:
         tensor_bytes = ex["elements"] * 4
         for b, r in per.items():
             lines.append(
-                f"{str(shape):>18} {b:>7} {r['time'] * 1e3:11.2f} {r['time'] / ex['time']:9.2f} "
+                f"{str(shape):>18} {b:>12} {r['time'] * 1e3:11.2f} {r['time'] / ex['time']:9.2f} "
                 f"{r['time'] / floor:8.2f} {r['saved'] / tensor_bytes:20.3f} {r['saved_train_tau'] / tensor_bytes:19.3f}"
             )
         lines.append(
             f"{'':>18} speed-up of exodus: {per['bptt']['time'] / ex['time']:.1f}x over bptt, "
             f"{per['slayer']['time'] / ex['time']:.2f}x over slayer; exodus / floor = {ex['time'] / floor:.2f} "
-            f"(floor {floor * 1e3:.2f} ms)"
+            f"(floor {floor * 1e3:.2f} ms); the NaN/Inf check costs x{per[CHECKED]['time'] / ex['time']:.3f}"
         )
     return "\n".join(lines)
 

@@ -7,7 +7,9 @@ Lightning on SpikePatterns data of the same shape (100 channels, 20 classes, T =
 time covers what the paper's does: data loading, forward, backward and the optimiser step
 (validation is off).  The backends take turns epoch by epoch (round-robin, each with its own model
 from the same initial weights), so they share the machine's state; the first epoch of each is a
-warm-up and the median of the others is reported.
+warm-up and the median of the others is reported.  The row ``exodus, nonfinite off`` is EXODUS
+without the NaN/Inf check of training (:mod:`exodus_lightning.nonfinite`, on in the others): the
+check's whole cost per step (layer flags, batch, loss, gradients, one synchronisation).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import torch
 from exodus_lightning.bench import _report
 
 BACKENDS = ("exodus", "slayer", "bptt")
+UNCHECKED = "exodus, nonfinite off"
 PAPER_HSD = {"exodus": 15.7, "slayer": 16.1, "bptt": 40.4}  # Table 3, s/epoch, GTX 1080 Ti, full SHD
 
 
@@ -64,6 +67,10 @@ def run(arch: str = "100-128l-128l-20l", n_train: int = 1024, batch: int = 128, 
         m = copy.deepcopy(base)
         m.backend = b
         models[b] = m
+    if "exodus" in backends:
+        models[UNCHECKED] = copy.deepcopy(models["exodus"])
+        models[UNCHECKED].nonfinite = "off"
+    backends = list(models)
     timers = {b: _EpochTimer() for b in backends}
     losses: dict[str, float] = {}
     for _ in range(epochs + 1):  # the first round is the warm-up

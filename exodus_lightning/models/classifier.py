@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from exodus_lightning.backend import use_backend, validate_backend
 from exodus_lightning.losses import ActivityRegularizer, loss_by_name
 from exodus_lightning.models.activity import SpikeRecorder
+from exodus_lightning.nonfinite import NonFiniteCheck, validate_policy
 from exodus_lightning.spec import instantiate, save_hyperparameters_as_specs
 
 
@@ -21,7 +22,7 @@ def _adam(params) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=1e-3)
 
 
-class SpikingClassifier(pl.LightningModule):
+class SpikingClassifier(NonFiniteCheck, pl.LightningModule):
     """Trains a spiking network ``(B, T, *input) -> (B, T, num_classes)`` with a loss over time
     (EXODUS Table 2: max-over-time CE for a leaky readout, sum-over-time CE for spiking outputs).
 
@@ -41,6 +42,9 @@ class SpikingClassifier(pl.LightningModule):
         scheduler: optional learning-rate scheduler factory.
         backend: ``"exodus"``, ``"slayer"`` or ``"bptt"`` for every layer without its own ``backend=``
             (None: the global default), for EXODUS-vs-SLAYER comparisons without rebuilding.
+        nonfinite: what a NaN or Inf in training does (:mod:`exodus_lightning.nonfinite`): ``"raise"``
+            (default) a ``NonFiniteError`` naming the step and the first layer whose input held it;
+            ``"skip"`` a warning and no parameter update for that step; ``"off"`` no check.
 
     Batches are ``(x, y)`` or ``(x, y, lengths)`` with ``x`` of shape ``(B, T, *input)``.
 
@@ -74,8 +78,10 @@ class SpikingClassifier(pl.LightningModule):
         optimizer: Optional[OptimizerCallable] = None,
         scheduler: Optional[LRSchedulerCallable] = None,
         backend: Optional[str] = None,
+        nonfinite: str = "raise",
     ) -> None:
         super().__init__()
+        self.nonfinite = validate_policy(nonfinite)
         if not isinstance(num_classes, int) or num_classes < 2:
             raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
         if backend is not None:

@@ -19,6 +19,7 @@ from exodus_lightning.algorithms.ottt import (
     build_online_network,
     online_neurons,
 )
+from exodus_lightning.nonfinite import NonFiniteCheck, validate_policy
 from exodus_lightning.spec import instantiate, save_hyperparameters_as_specs
 
 ALGORITHMS = ("ottt_a", "ottt_o")
@@ -43,7 +44,7 @@ def step_loss(o_t: Tensor, y: Tensor, t: int, T: int, alpha: float, lengths: Opt
     return (per_sample * w).mean()
 
 
-class OnlineSpikingClassifier(pl.LightningModule):
+class OnlineSpikingClassifier(NonFiniteCheck, pl.LightningModule):
     r"""Trains a spiking classifier with OTTT (Xiao et al., NeurIPS 2022, §4, suppl. Algorithm 1),
     one time step at a time with Lightning's manual optimisation:
 
@@ -77,6 +78,10 @@ class OnlineSpikingClassifier(pl.LightningModule):
         optimizer: optimizer factory (LightningCLI ``class_path``); None: Adam(lr=1e-3).
         scheduler: optional LR scheduler factory, stepped once per epoch (ReduceLROnPlateau: with
             ``val/loss``).
+        nonfinite: what a NaN or Inf in training does (:mod:`exodus_lightning.nonfinite`): ``"raise"``
+            (default) a ``NonFiniteError`` naming the step and the first layer whose input held it
+            (checked before every optimizer step: once per batch with ottt_a, T times with ottt_o);
+            ``"skip"`` a warning and no parameter update for that step; ``"off"`` no check.
 
     Batches are ``(x, y)`` or ``(x, y, lengths)`` with ``x`` of shape ``(B, T, *input)``.
 
@@ -102,8 +107,10 @@ class OnlineSpikingClassifier(pl.LightningModule):
         input_trace: bool = False,
         optimizer: Optional[OptimizerCallable] = None,
         scheduler: Optional[LRSchedulerCallable] = None,
+        nonfinite: str = "raise",
     ) -> None:
         super().__init__()
+        self.nonfinite = validate_policy(nonfinite)
         if algorithm not in ALGORITHMS:
             raise ValueError(f"algorithm must be one of {', '.join(ALGORITHMS)}, got {algorithm!r}")
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:

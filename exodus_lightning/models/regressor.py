@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from exodus_lightning.backend import use_backend, validate_backend
 from exodus_lightning.losses import SpikeTrainMSE, VanRossumDistance
+from exodus_lightning.nonfinite import NonFiniteCheck, validate_policy
 from exodus_lightning.spec import instantiate, save_hyperparameters_as_specs
 
 
@@ -20,7 +21,7 @@ def _adam(params) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=1e-3)
 
 
-class SpikeTrainRegressor(pl.LightningModule):
+class SpikeTrainRegressor(NonFiniteCheck, pl.LightningModule):
     """Trains ``network: (B, T, inputs) -> (B, T, outputs)`` spikes to match target spike trains.
 
     Args:
@@ -32,6 +33,9 @@ class SpikeTrainRegressor(pl.LightningModule):
         neuron, readout: templates for an architecture string.
         optimizer: optimizer factory (Adam(lr=1e-3) by default).
         backend: ``"exodus"``, ``"slayer"`` or ``"bptt"`` for layers without their own backend.
+        nonfinite: what a NaN or Inf in training does (:mod:`exodus_lightning.nonfinite`): ``"raise"``
+            (default) a ``NonFiniteError`` naming the step and the first layer whose input held it;
+            ``"skip"`` a warning and no parameter update for that step; ``"off"`` no check.
 
     Logs ``{stage}/loss``, ``{stage}/van_rossum``, ``{stage}/mse`` and the spike-count error; the
     :class:`~exodus_lightning.callbacks.RasterPlot` callback draws the output raster.
@@ -46,8 +50,10 @@ class SpikeTrainRegressor(pl.LightningModule):
         readout: Optional[nn.Module] = None,
         optimizer: Optional[OptimizerCallable] = None,
         backend: Optional[str] = None,
+        nonfinite: str = "raise",
     ) -> None:
         super().__init__()
+        self.nonfinite = validate_policy(nonfinite)
         if loss not in ("mse", "van_rossum"):
             raise ValueError(f"loss must be 'mse' or 'van_rossum', got {loss!r}")
         if backend is not None:

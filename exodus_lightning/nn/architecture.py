@@ -134,6 +134,7 @@ def build_network(
     last_weight = weight_idx[-1]
 
     layers: list[nn.Module] = []
+    names: dict[str, str] = {}  # the spiking/readout layers, after the weight-layer token they follow
     for j, (kind, n, k) in enumerate(parsed):
         i, tok = j + 1, tokens[j + 1]
         if kind == "c":
@@ -161,10 +162,14 @@ def build_network(
         if kind in "cl":
             if j != last_weight:
                 layers.append(_make(neuron, shape, "neuron"))
+                hidden = sum(1 for w in weight_idx if w <= j)
+                names[str(len(layers) - 1)] = f"hidden layer {hidden}: {tok} ({type(layers[-1]).__name__})"
             elif readout is not None:
                 layers.append(_make(readout, shape, "readout"))
+                names[str(len(layers) - 1)] = f"readout: {tok} ({type(layers[-1]).__name__})"
     net = SpikingSequential(*layers)
     net.architecture = architecture
+    net.layer_names = names  # for plots and messages (exodus_lightning.nn.names)
     net.input_shape = parse_input(architecture, tokens[0])
     if init is not None:
         init(net)

@@ -103,3 +103,15 @@ def launch_context(x: torch.Tensor) -> tuple[_native.NativeLibrary, int, int, Op
         # The caller's current stream of the tensor's own device (multi-GPU safe).
         stream = torch.cuda.current_stream(index).cuda_stream
     return lib, _DTYPE_TAG[x.dtype], index, stream
+
+
+def float32_under_autocast(op: str, device_types: tuple[str, ...] = ("cpu",)) -> None:
+    """Under autocast on ``device_types`` the forward op ``op`` gets its floating inputs as float32,
+    and its float32 outputs flow on into the next autocast layer.  The CPU kernels compute in
+    float32 or float64 only (``bf16-mixed``; ``16-mixed``, which Lightning turns into bf16 on the
+    CPU).  On CUDA the LIF and leaky kernels read float16/bfloat16 themselves (state and arithmetic
+    in float32), so they are registered for the CPU only."""
+    register = getattr(torch.library, "register_autocast", None)  # torch >= 2.5
+    if register is not None:
+        for device_type in device_types:
+            register(op, device_type, torch.float32)

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from exodus_lightning import _native
-from exodus_lightning.ops._common import Pointers
+from exodus_lightning.ops._common import Pointers, float32_under_autocast
 
 LIBRARY = "exodus_event"
 CUDA_LIBRARY = "exodus_event_cuda"
@@ -206,6 +206,10 @@ def srm_forward(current: Tensor, decay_m: float, decay_s: float, decay_g: float,
 def _(current, decay_m, decay_s, decay_g, kappa, theta, return_u):
     u = torch.empty_like(current) if return_u else current.new_empty((0,))
     return torch.empty_like(current), torch.empty_like(current), torch.empty_like(current), u
+
+
+# on CUDA too: an event layer's next layer takes float32 or float64 spikes
+float32_under_autocast("exodus_event::srm_forward", ("cpu", "cuda"))
 
 
 @torch.library.custom_op("exodus_event::srm_backward", mutates_args=())

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from exodus_lightning import _native
-from exodus_lightning.ops._common import Pointers, check_operands, launch_context
+from exodus_lightning.ops._common import Pointers, check_operands, float32_under_autocast, launch_context
 
 
 @torch.library.custom_op("exodus::leaky_forward", mutates_args=())
@@ -33,6 +33,9 @@ def leaky_forward(x: Tensor, alpha: Tensor, v0: Optional[Tensor], norm_input: bo
 @leaky_forward.register_fake
 def _(x, alpha, v0, norm_input):
     return torch.empty_like(x)
+
+
+float32_under_autocast("exodus::leaky_forward")
 
 
 @torch.library.custom_op("exodus::leaky_backward", mutates_args=())

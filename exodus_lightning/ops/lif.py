@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from exodus_lightning import _native
-from exodus_lightning.ops._common import Pointers, check_operands, launch_context
+from exodus_lightning.ops._common import Pointers, check_operands, float32_under_autocast, launch_context
 
 RESET_MODES = {"subtract": 0, "zero": 1}
 BACKWARD_MODES = {"exodus": 0, "slayer": 1}
@@ -37,8 +37,10 @@ def lif_forward(
     v_min: Optional[float],
     norm_input: bool,
     return_i_trace: bool,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Forward scan. Returns (spikes, v pre-reset, v_post[T-1], i[T-1], i trace or empty)."""
+    check_finite: bool = False,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Forward scan. Returns (spikes, v pre-reset, v_post[T-1], i[T-1], i trace or empty, non-finite
+    flag: int32 ``(1,)``, 1 when x holds a NaN or Inf (``check_finite``), else empty)."""
     B, T, N = x.shape
     check_operands(x, (("alpha", alpha), ("theta", theta), ("beta", beta)), (("v0", v0), ("i0", i0)))
     lib, tag, device, stream = launch_context(x)
@@ -47,6 +49,7 @@ def lif_forward(
     v_final = x.new_empty((B, N))
     i_final = x.new_zeros((B, N))
     i_trace = x.new_empty((B, T, N)) if return_i_trace else x.new_empty((0,))
+    nonfinite = x.new_zeros((1,) if check_finite else (0,), dtype=torch.int32)
     with Pointers() as ptr:
         lib.lif_forward(_native.LifForwardArgs(
             B=B, T=T, N=N, dtype=tag, device=device, stream=stream,
@@ -58,15 +61,20 @@ def lif_forward(
             v_min=float(v_min) if v_min is not None else 0.0, norm_input=int(norm_input),
             spikes=ptr.out(spikes), v=ptr.out(v), v_final=ptr.out(v_final),
             i_final=ptr.out(i_final) if beta is not None else None, i_trace=ptr.out(i_trace),
+            nonfinite=ptr.out(nonfinite),
         ))
-    return spikes, v, v_final, i_final, i_trace
+    return spikes, v, v_final, i_final, i_trace, nonfinite
 
 
 @lif_forward.register_fake
-def _(x, alpha, theta, beta, v0, i0, reset_mode, max_spikes, v_min, norm_input, return_i_trace):
+def _(x, alpha, theta, beta, v0, i0, reset_mode, max_spikes, v_min, norm_input, return_i_trace, check_finite=False):
     B, T, N = x.shape
     i_trace = torch.empty_like(x) if return_i_trace else x.new_empty((0,))
-    return torch.empty_like(x), torch.empty_like(x), x.new_empty((B, N)), x.new_empty((B, N)), i_trace
+    nonfinite = x.new_empty((1,) if check_finite else (0,), dtype=torch.int32)
+    return torch.empty_like(x), torch.empty_like(x), x.new_empty((B, N)), x.new_empty((B, N)), i_trace, nonfinite
+
+
+float32_under_autocast("exodus::lif_forward")
 
 
 @torch.library.custom_op("exodus::lif_backward", mutates_args=())
@@ -136,14 +144,15 @@ class LIFFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, alpha, theta, beta, v0, i0, reset_mode, max_spikes, v_min, norm_input,
-                backward_mode, surrogate_id, p0, p1, p2, surrogate_fn):
+                backward_mode, surrogate_id, p0, p1, p2, surrogate_fn, check_finite=False):
         need_alpha = ctx.needs_input_grad[1]
         has_syn = beta is not None
         # The alpha gradient needs i[t] where norm_input makes c = 1 - alpha depend on alpha.
         need_i_trace = need_alpha and norm_input and has_syn
-        spikes, v, v_final, i_final, i_trace = torch.ops.exodus.lif_forward(
-            x, alpha, theta, beta, v0, i0, reset_mode, max_spikes, v_min, norm_input, need_i_trace
+        spikes, v, v_final, i_final, i_trace, nonfinite = torch.ops.exodus.lif_forward(
+            x, alpha, theta, beta, v0, i0, reset_mode, max_spikes, v_min, norm_input, need_i_trace, check_finite
         )
+        ctx.mark_non_differentiable(nonfinite)
         if need_alpha and norm_input and not has_syn:
             i_trace = x  # i = x without a synapse: save the input instead of a copy
         elif not need_i_trace:
@@ -152,10 +161,10 @@ class LIFFunction(torch.autograd.Function):
         ctx.modes = (reset_mode, max_spikes, v_min, norm_input, backward_mode)
         ctx.surrogate = (surrogate_id, p0, p1, p2, surrogate_fn)
         ctx.set_materialize_grads(False)
-        return spikes, v, v_final, i_final
+        return spikes, v, v_final, i_final, nonfinite
 
     @staticmethod
-    def backward(ctx, g_spikes, g_v, g_v_final, g_i_final):
+    def backward(ctx, g_spikes, g_v, g_v_final, g_i_final, g_nonfinite=None):
         v, alpha, theta, beta, v0, i_trace = ctx.saved_tensors
         reset_mode, max_spikes, v_min, norm_input, backward_mode = ctx.modes
         surrogate_id, p0, p1, p2, surrogate_fn = ctx.surrogate
@@ -175,4 +184,4 @@ class LIFFunction(torch.autograd.Function):
                 d_alpha = d_alpha.sum().reshape(alpha.shape)
         d_v0 = grad_v0 if ctx.needs_input_grad[4] else None
         d_i0 = grad_i0 if ctx.needs_input_grad[5] else None
-        return (grad_x, d_alpha, None, None, d_v0, d_i0) + (None,) * 10
+        return (grad_x, d_alpha, None, None, d_v0, d_i0) + (None,) * 11

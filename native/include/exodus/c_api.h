@@ -18,7 +18,7 @@ extern "C" {
 #define EXODUS_API __attribute__((visibility("default")))
 #endif
 
-#define EXODUS_ABI_VERSION 1
+#define EXODUS_ABI_VERSION 2  /* 2: exodus_lif_forward_args.nonfinite */
 
 enum { EXODUS_OK = 0, EXODUS_ERR_ARGUMENT = 1, EXODUS_ERR_DTYPE = 2, EXODUS_ERR_CUDA = 3,
        EXODUS_ERR_INTERNAL = 4 };
@@ -45,6 +45,8 @@ typedef struct exodus_lif_forward_args {
     void* v_final;        /* (B, N) out: post-reset membrane at T - 1 */
     void* i_final;        /* (B, N) out, or NULL */
     void* i_trace;        /* (B, T, N) out, or NULL: synaptic current i[t] */
+    int32_t* nonfinite;   /* NULL: no check; else set to 1 (never cleared) when an element of x is
+                             NaN or +-Inf, found while the scan reads x (no extra pass) */
 } exodus_lif_forward_args;
 
 typedef struct exodus_lif_backward_args {

@@ -40,6 +40,7 @@ __global__ void lif_forward_kernel(exodus_lif_forward_args a) {
         const A beta = m.has_syn ? param<A>(a.beta, a.beta_per_neuron, n) : A(0);
         A v_post = a.v0 ? load<A, T>(a.v0, idx) : A(0);
         A i_syn = a.i0 ? load<A, T>(a.i0, idx) : A(0);
+        A probe = A(0);  // x - x: 0 for finite x, NaN for NaN or +-Inf (as the CPU scan)
         for (int64_t t = 0; t < a.T; ++t) {
             const int64_t off = (b * a.T + t) * a.N + n;
             const A x = load<A, T>(a.x, off);
@@ -48,7 +49,10 @@ __global__ void lif_forward_kernel(exodus_lif_forward_args a) {
             static_cast<T*>(a.spikes)[off] = T(s);
             static_cast<T*>(a.v)[off] = T(v);
             if (a.i_trace) static_cast<T*>(a.i_trace)[off] = T(m.has_syn ? i_syn : x);
+            if (a.nonfinite) probe += x - x;
         }
+        // every writing thread stores the same 1 (no read-modify-write, so no atomic needed)
+        if (a.nonfinite && probe != probe) *a.nonfinite = 1;
         static_cast<T*>(a.v_final)[idx] = T(v_post);
         if (a.i_final) static_cast<T*>(a.i_final)[idx] = T(i_syn);
     }
