@@ -31,7 +31,8 @@ def test_bench_data_reports_each_path_and_the_cache_builds(tmp_path, capsys):
             assert math.isclose(r["speedup"], r["samples_per_s"] / rows[(fmt, "per-sample", ".npz")]["samples_per_s"])
     builds = {(b["format"], b["path"]): b for b in result["builds"]}
     assert builds[("shd", "packed")]["samples"] == 24 + 6  # train + test
-    assert builds[("shd", "packed")]["bytes"] > 0 and builds[("shd", "per-sample .npz")]["bytes"] > 0
+    assert builds[("shd", "packed")]["bytes"] > 0 and builds[("shd", "per-sample .npz")]["samples"] == 16
+    assert builds[("shd", "per-sample .npz")]["bytes_per_sample"] == builds[("shd", "per-sample .npz")]["bytes"] / 16
     assert "model-ready samples/s" in capsys.readouterr().out
     assert [p for p in os.listdir(tmp_path) if p != "out"] == []  # generated files removed
 

@@ -222,7 +222,8 @@ def run(args: argparse.Namespace, root: str) -> tuple[list[dict], list[dict]]:
             rows.append(row)
             print(f"# {fmt} {path} {cache} workers={workers}: {row['samples_per_s']:.0f} samples/s", flush=True)
         if args.baseline:
-            builds.append({"format": fmt, "path": "per-sample .npz", "workers": 0, "samples": None,
+            cached = len([f for f in os.listdir(npz_dir) if f.endswith(".npz")])
+            builds.append({"format": fmt, "path": "per-sample .npz", "workers": 0, "samples": cached,
                            "samples_per_s": None, "bytes": _bytes_under(npz_dir)})
     return rows, builds
 
@@ -277,7 +278,10 @@ def bench_data(argv: Optional[list[str]] = None) -> int:
             ("busy_slowdown", "slowdown, core busy", ".2f"), ("peak_rss_mb", "peak RSS MB", ",.0f")]
     table = _report.markdown_table(rows, cols)
     build_cols = [("format", "format", ""), ("path", "cache", ""), ("workers", "workers", "d"),
-                  ("samples_per_s", "build samples/s", ",.0f"), ("bytes", "bytes on disk", ",d")]
+                  ("samples_per_s", "build samples/s", ",.0f"), ("samples", "samples", ",d"),
+                  ("bytes", "bytes on disk", ",d"), ("bytes_per_sample", "bytes / sample", ",.0f")]
+    for b in builds:
+        b["bytes_per_sample"] = b["bytes"] / b["samples"] if b["samples"] else None
     build_table = _report.markdown_table(builds, build_cols)
     print(table)
     print()
