@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from exodus_lightning.checkpoint_io import AtomicCheckpointIO, CorruptCheckpointError, verify_checkpoint
-from exodus_lightning.tracking import IncompleteRunError, check_run_file
+from exodus_lightning.tracking import IncompleteRunError, check_run_file, finish_wandb_run
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "tests" / "scripts"
@@ -170,8 +170,7 @@ def test_an_incomplete_w_and_b_run_file_is_detected(tmp_path):
     for step in range(2000):
         run.log({"x": float(step)})
     run_dir = Path(run.dir).parent
-    wandb.finish()
-    check_run_file(run_dir, "cutshort")  # complete
+    finish_wandb_run()  # finish, wait for wandb's service to close the file, check it: complete
     path = run_dir / "run-cutshort.wandb"
     path.write_bytes(path.read_bytes()[:32768])
     with pytest.raises(IncompleteRunError, match="cutshort was not written completely"):
