@@ -80,16 +80,21 @@ class _HSDMixin:
         return len(self._targets)
 
     def read_events(self, indices: list[int]) -> list[EventArrays]:
-        """The spikes of samples ``indices`` (read as one range of the file): time in µs truncated from
-        float64 seconds and the channel in ``x``, as tonic's ``HSD.__getitem__`` gives them."""
+        """The spikes of samples ``indices``: time in µs truncated from float64 seconds and the channel
+        in ``x``, as tonic's ``HSD.__getitem__`` gives them. Nearby samples (a block of the cache build)
+        are read as one range of the file, scattered ones (a shuffled batch) one by one."""
         lo, hi = min(indices), max(indices) + 1
+        wanted = sorted(set(indices)) if hi - lo > 2 * len(indices) else range(lo, hi)
         with h5py.File(self.sample_file(), "r") as f:
-            times = f["spikes/times"][lo:hi]
-            units = f["spikes/units"][lo:hi]
+            if isinstance(wanted, range):
+                read = {"times": f["spikes/times"][lo:hi], "units": f["spikes/units"][lo:hi]}
+            else:
+                read = {name: f[f"spikes/{name}"][wanted] for name in ("times", "units")}
+        row = {i: k for k, i in enumerate(wanted)}
         out = []
         for i in indices:
-            t = (times[i - lo].astype(np.float64) * 1e6).astype(np.int64)
-            out.append((t, units[i - lo].astype(np.int64), None, np.ones(len(t), dtype=np.int64)))
+            t = (read["times"][row[i]].astype(np.float64) * 1e6).astype(np.int64)
+            out.append((t, read["units"][row[i]].astype(np.int64), None, np.ones(len(t), dtype=np.int64)))
         return out
 
 

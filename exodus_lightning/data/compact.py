@@ -79,7 +79,10 @@ class CompactBatch(NamedTuple):
         direct = dtype in (torch.float16, torch.float32, torch.float64)
         x = host_buffers.empty(shape, dtype if direct else torch.float32)
         rows = x.numpy().reshape(shape[0], -1)
-        cells, counts = self.cells.numpy(), self.counts.numpy()
+        # Indices as intp and values in the output dtype, converted once for the batch: numpy would
+        # otherwise convert each sample's slice inside the assignment (~25 % of the fill's time).
+        cells = self.cells.numpy().astype(np.intp, copy=False)
+        counts = self.counts.numpy().astype(rows.dtype)
         bounds = np.zeros(shape[0] + 1, dtype=np.int64)
         np.cumsum(self.entries.numpy(), out=bounds[1:])
         for row, start, stop in zip(rows, bounds[:-1].tolist(), bounds[1:].tolist()):

@@ -45,8 +45,7 @@ class EventSplit(Dataset):
     def __getitems__(self, indices: Sequence[int]) -> CompactBatch:
         if self.packed is not None:
             return self.packed.gather(indices)
-        binned, labels = self.source.binned(indices)
-        return PackedSplit.from_binned(binned, labels, self.source.binner.feature_shape).gather(range(len(binned)))
+        return self.source.packed(indices).gather(range(len(indices)))
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         index = int(index)
