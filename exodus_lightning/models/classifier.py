@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any, Optional, Union
 
-import lightning.pytorch as pl
-import torch
-import torchmetrics
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 
-from exodus_lightning.backend import use_backend, validate_backend
 from exodus_lightning.losses import ActivityRegularizer, loss_by_name
 from exodus_lightning.models.activity import SpikeRecorder
-from exodus_lightning.nonfinite import NonFiniteCheck, validate_policy
+from exodus_lightning.models.task import SpikingTask, check_num_classes, network_from
 from exodus_lightning.spec import instantiate, save_hyperparameters_as_specs
 
 
-def _adam(params) -> torch.optim.Optimizer:
-    return torch.optim.Adam(params, lr=1e-3)
-
-
-class SpikingClassifier(NonFiniteCheck, pl.LightningModule):
+class SpikingClassifier(SpikingTask):
     """Trains a spiking network ``(B, T, *input) -> (B, T, num_classes)`` with a loss over time
     (EXODUS Table 2: max-over-time CE for a leaky readout, sum-over-time CE for spiking outputs).
 
@@ -80,42 +71,18 @@ class SpikingClassifier(NonFiniteCheck, pl.LightningModule):
         backend: Optional[str] = None,
         nonfinite: str = "raise",
     ) -> None:
-        super().__init__()
-        self.nonfinite = validate_policy(nonfinite)
-        if not isinstance(num_classes, int) or num_classes < 2:
-            raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
-        if backend is not None:
-            validate_backend(backend)
+        super().__init__(optimizer=optimizer, scheduler=scheduler, backend=backend, nonfinite=nonfinite)
+        self.num_classes = check_num_classes(num_classes)
         # Modules and factories are saved as specs (class path + arguments), so checkpoints load
         # with torch.load(weights_only=True) and load_from_checkpoint(path) rebuilds the network.
         save_hyperparameters_as_specs(self, drop_undescribable=["network"])
-        self.num_classes = num_classes
-        self.backend = backend
-        # None (not a function object) as the default keeps the saved hyperparameters plain data.
-        self.optimizer_factory = instantiate(optimizer, factory=True) if optimizer is not None else _adam
-        self.scheduler_factory = instantiate(scheduler, factory=True)
-        self.network = self.build_network(instantiate(network), instantiate(neuron), instantiate(readout))
+        self.network = network_from(instantiate(network), instantiate(neuron), instantiate(readout))
         self.loss_fn = self.build_loss(instantiate(loss))
         self.activity_regularizer = instantiate(activity_regularizer)
         self.spikes = SpikeRecorder(self.network)
-        self.build_metrics()
+        self.build_metrics(num_classes)
 
     # ------------------------------------------------------------------ construction
-
-    def build_network(self, network: Union[nn.Module, str], neuron: Optional[nn.Module],
-                      readout: Optional[nn.Module]) -> nn.Module:
-        if isinstance(network, nn.Module):
-            return network
-        if isinstance(network, str):
-            from exodus_lightning.nn import build_network
-
-            kwargs = {}
-            if neuron is not None:
-                kwargs["neuron"] = neuron
-            if readout is not None:
-                kwargs["readout"] = readout
-            return build_network(network, **kwargs)
-        raise TypeError(f"network must be an nn.Module or an architecture string, got {type(network).__name__}")
 
     def build_loss(self, loss: Union[str, nn.Module]) -> nn.Module:
         if isinstance(loss, str):
@@ -124,29 +91,7 @@ class SpikingClassifier(NonFiniteCheck, pl.LightningModule):
             return loss
         raise TypeError(f"loss must be a loss name or a module, got {type(loss).__name__}")
 
-    def build_metrics(self) -> None:
-        # One metric object per stage: states never mix between training and validation.
-        def acc() -> torchmetrics.Metric:
-            return torchmetrics.Accuracy(task="multiclass", num_classes=self.num_classes)
-
-        self.train_accuracy, self.val_accuracy, self.test_accuracy = acc(), acc(), acc()
-
     # ------------------------------------------------------------------ forward / steps
-
-    def _backend(self):
-        return use_backend(self.backend) if self.backend is not None else contextlib.nullcontext()
-
-    def forward(self, x: Tensor) -> Tensor:
-        with self._backend():
-            return self.network(x)
-
-    @staticmethod
-    def unpack(batch: Any) -> tuple[Tensor, Tensor, Optional[Tensor]]:
-        if isinstance(batch, (tuple, list)) and len(batch) in (2, 3):
-            x, y = batch[0], batch[1]
-            lengths = batch[2] if len(batch) == 3 else None
-            return x, y, lengths
-        raise ValueError("a batch must be (x, y) or (x, y, lengths) with x of shape (B, T, ...)")
 
     def scores(self, output: Tensor, lengths: Optional[Tensor] = None) -> Tensor:
         """Class scores ``(B, C)`` consistent with the loss: max over time for the max-over-time
@@ -190,14 +135,6 @@ class SpikingClassifier(NonFiniteCheck, pl.LightningModule):
     def test_step(self, batch: Any, batch_idx: int) -> Tensor:
         return self._shared_step(batch, "test")
 
-    def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> Tensor:
-        """Class scores ``(B, num_classes)``."""
-        x, _, lengths = self.unpack(batch) if isinstance(batch, (tuple, list)) else (batch, None, None)
-        return self.scores(self(x), lengths)
-
-    def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(self.parameters())
-        if self.scheduler_factory is None:
-            return optimizer
-        scheduler = self.scheduler_factory(optimizer)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss"}}
+    def predictions(self, output: Tensor, lengths: Optional[Tensor]) -> Tensor:
+        """Class scores ``(B, num_classes)`` (:meth:`scores`)."""
+        return self.scores(output, lengths)

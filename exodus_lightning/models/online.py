@@ -5,9 +5,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Iterator, Optional, Union
 
-import lightning.pytorch as pl
 import torch
-import torchmetrics
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 from torch.nn import functional as F
@@ -19,14 +17,10 @@ from exodus_lightning.algorithms.ottt import (
     build_online_network,
     online_neurons,
 )
-from exodus_lightning.nonfinite import NonFiniteCheck, validate_policy
+from exodus_lightning.models.task import SpikingTask, check_num_classes
 from exodus_lightning.spec import instantiate, save_hyperparameters_as_specs
 
 ALGORITHMS = ("ottt_a", "ottt_o")
-
-
-def _adam(params) -> torch.optim.Optimizer:
-    return torch.optim.Adam(params, lr=1e-3)
 
 
 def step_loss(o_t: Tensor, y: Tensor, t: int, T: int, alpha: float, lengths: Optional[Tensor] = None) -> Tensor:
@@ -44,7 +38,7 @@ def step_loss(o_t: Tensor, y: Tensor, t: int, T: int, alpha: float, lengths: Opt
     return (per_sample * w).mean()
 
 
-class OnlineSpikingClassifier(NonFiniteCheck, pl.LightningModule):
+class OnlineSpikingClassifier(SpikingTask):
     r"""Trains a spiking classifier with OTTT (Xiao et al., NeurIPS 2022, §4, suppl. Algorithm 1),
     one time step at a time with Lightning's manual optimisation:
 
@@ -109,12 +103,10 @@ class OnlineSpikingClassifier(NonFiniteCheck, pl.LightningModule):
         scheduler: Optional[LRSchedulerCallable] = None,
         nonfinite: str = "raise",
     ) -> None:
-        super().__init__()
-        self.nonfinite = validate_policy(nonfinite)
+        super().__init__(optimizer=optimizer, scheduler=scheduler, nonfinite=nonfinite)
         if algorithm not in ALGORITHMS:
             raise ValueError(f"algorithm must be one of {', '.join(ALGORITHMS)}, got {algorithm!r}")
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-            raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
+        check_num_classes(num_classes)
         if isinstance(loss_alpha, bool) or not isinstance(loss_alpha, (int, float)) or not 0.0 <= loss_alpha <= 1.0:
             raise ValueError(f"loss_alpha must be a number in [0, 1], got {loss_alpha!r}")
         if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not 0.0 <= lam <= 1.0:
@@ -125,10 +117,8 @@ class OnlineSpikingClassifier(NonFiniteCheck, pl.LightningModule):
         self.algorithm = algorithm
         self.num_classes = num_classes
         self.loss_alpha = float(loss_alpha)
-        self.optimizer_factory = instantiate(optimizer, factory=True) if optimizer is not None else _adam
-        self.scheduler_factory = instantiate(scheduler, factory=True)
         self.network = self.build_network(instantiate(network), lam, threshold, surrogate_alpha, sws, readout_trace, input_trace)
-        self.build_metrics()
+        self.build_metrics(num_classes)
 
     # ------------------------------------------------------------------ construction
 
@@ -144,19 +134,7 @@ class OnlineSpikingClassifier(NonFiniteCheck, pl.LightningModule):
         raise ValueError("network must be an OnlineSequential (exodus_lightning.algorithms.ottt) or an architecture "
                          f"string, got {type(network).__name__}")
 
-    def build_metrics(self) -> None:
-        def acc() -> torchmetrics.Metric:
-            return torchmetrics.Accuracy(task="multiclass", num_classes=self.num_classes)
-
-        self.train_accuracy, self.val_accuracy, self.test_accuracy = acc(), acc(), acc()
-
     # ------------------------------------------------------------------ stepping
-
-    @staticmethod
-    def unpack(batch: Any) -> tuple[Tensor, Tensor, Optional[Tensor]]:
-        if isinstance(batch, (tuple, list)) and len(batch) in (2, 3):
-            return batch[0], batch[1], batch[2] if len(batch) == 3 else None
-        raise ValueError("batch must be (x, y) or (x, y, lengths) with x of shape (B, T, ...)")
 
     def _check_x(self, x: Tensor) -> None:
         if not isinstance(x, Tensor) or x.ndim < 3 or x.shape[1] < 1:
@@ -266,12 +244,11 @@ class OnlineSpikingClassifier(NonFiniteCheck, pl.LightningModule):
     def test_step(self, batch: Any, batch_idx: int) -> Tensor:
         return self._eval_step(batch, "test")
 
-    def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> Tensor:
+    def predictions(self, output: Tensor, lengths: Optional[Tensor]) -> Tensor:
         """Class scores ``sum_t o[t]`` ``(B, num_classes)``."""
         from exodus_lightning.losses import sum_over_time
 
-        x, _, lengths = self.unpack(batch) if isinstance(batch, (tuple, list)) else (batch, None, None)
-        return sum_over_time(self(x), lengths)
+        return sum_over_time(output, lengths)
 
     def on_train_epoch_end(self) -> None:
         # Manual optimisation: Lightning does not step schedulers; once per epoch, as the paper's cosine.
@@ -284,9 +261,3 @@ class OnlineSpikingClassifier(NonFiniteCheck, pl.LightningModule):
                 sch.step(metric)
         else:
             sch.step()
-
-    def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(self.parameters())
-        if self.scheduler_factory is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer)}

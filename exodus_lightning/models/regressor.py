@@ -3,25 +3,17 @@ Poisson task: 250 Poisson inputs, one output neuron, a target train of 4 spikes)
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any, Optional, Union
 
-import lightning.pytorch as pl
-import torch
 from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 
-from exodus_lightning.backend import use_backend, validate_backend
 from exodus_lightning.losses import SpikeTrainMSE, VanRossumDistance
-from exodus_lightning.nonfinite import NonFiniteCheck, validate_policy
+from exodus_lightning.models.task import SpikingTask, network_from
 from exodus_lightning.spec import instantiate, save_hyperparameters_as_specs
 
 
-def _adam(params) -> torch.optim.Optimizer:
-    return torch.optim.Adam(params, lr=1e-3)
-
-
-class SpikeTrainRegressor(NonFiniteCheck, pl.LightningModule):
+class SpikeTrainRegressor(SpikingTask):
     """Trains ``network: (B, T, inputs) -> (B, T, outputs)`` spikes to match target spike trains.
 
     Args:
@@ -52,33 +44,19 @@ class SpikeTrainRegressor(NonFiniteCheck, pl.LightningModule):
         backend: Optional[str] = None,
         nonfinite: str = "raise",
     ) -> None:
-        super().__init__()
-        self.nonfinite = validate_policy(nonfinite)
+        super().__init__(optimizer=optimizer, backend=backend, nonfinite=nonfinite)
         if loss not in ("mse", "van_rossum"):
             raise ValueError(f"loss must be 'mse' or 'van_rossum', got {loss!r}")
-        if backend is not None:
-            validate_backend(backend)
         save_hyperparameters_as_specs(self, drop_undescribable=["network"])  # see SpikingClassifier
-        from exodus_lightning.models.classifier import SpikingClassifier
-
-        self.network = SpikingClassifier.build_network(self, instantiate(network), instantiate(neuron),
-                                                       instantiate(readout))
+        self.network = network_from(instantiate(network), instantiate(neuron), instantiate(readout))
         self.mse = SpikeTrainMSE()
         self.van_rossum = VanRossumDistance(van_rossum_tau)
         self.loss_fn = self.mse if loss == "mse" else self.van_rossum
-        self.backend = backend
-        # None (not a function object) as the default keeps the saved hyperparameters plain data.
-        self.optimizer_factory = instantiate(optimizer, factory=True) if optimizer is not None else _adam
         self.last_output: Optional[Tensor] = None
         self.last_target: Optional[Tensor] = None
 
-    def forward(self, x: Tensor) -> Tensor:
-        ctx = use_backend(self.backend) if self.backend is not None else contextlib.nullcontext()
-        with ctx:
-            return self.network(x)
-
     def _step(self, batch: Any, stage: str) -> Tensor:
-        x, target = batch[0], batch[1]
+        x, target, _ = self.unpack(batch)
         output = self(x)
         if output.shape != target.shape:
             raise ValueError(f"network output {tuple(output.shape)} and target {tuple(target.shape)} differ")
@@ -101,10 +79,3 @@ class SpikeTrainRegressor(NonFiniteCheck, pl.LightningModule):
 
     def test_step(self, batch: Any, batch_idx: int) -> Tensor:
         return self._step(batch, "test")
-
-    def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> Tensor:
-        x = batch[0] if isinstance(batch, (tuple, list)) else batch
-        return self(x)
-
-    def configure_optimizers(self) -> Any:
-        return self.optimizer_factory(self.parameters())
