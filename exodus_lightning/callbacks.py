@@ -28,6 +28,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor
 
 from exodus_lightning.models.activity import SpikeRecorder
+from exodus_lightning.nn.monitoring import FiringRates
 
 
 class GradientNormMonitor(pl.Callback):
@@ -59,43 +60,43 @@ class GradientNormMonitor(pl.Callback):
 
 
 class FiringRateMonitor(pl.Callback):
-    """Logs ``firing_rate/<layer>`` for the spiking layers of any LightningModule, averaged over the
-    validation epoch (and over training batches every ``train_every_n_steps`` steps, 0 = never)."""
+    """Logs ``firing_rate/<layer>`` for the spiking layers (:class:`~exodus_lightning.nn.SpikingLayer`,
+    every algorithm's) of any LightningModule, averaged over the validation epoch's batches (and
+    ``train_firing_rate/<layer>`` of the training batches every ``train_every_n_steps`` steps, 0 =
+    never). Counts are kept detached (:class:`~exodus_lightning.nn.FiringRates`), so monitoring keeps
+    no autograd graph alive."""
 
     def __init__(self, train_every_n_steps: int = 0) -> None:
         super().__init__()
+        if isinstance(train_every_n_steps, bool) or not isinstance(train_every_n_steps, int) or train_every_n_steps < 0:
+            raise ValueError(f"train_every_n_steps must be an int >= 0, got {train_every_n_steps!r}")
         self.train_every_n_steps = train_every_n_steps
-        self._recorder: Optional[SpikeRecorder] = None
+        self._rates: Optional[FiringRates] = None
         self._sums: dict[str, float] = {}
         self._count = 0
 
-    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        self._recorder = SpikeRecorder(pl_module)
+    def _start(self, pl_module: pl.LightningModule) -> None:
+        self._rates = FiringRates(pl_module).__enter__()
+
+    def _stop(self) -> dict[str, float]:
+        if self._rates is None:
+            return {}
+        self._rates.__exit__(None, None, None)
+        rates, self._rates = self._rates.rates(), None
+        return rates
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if self._recorder is not None:
-            self._recorder.remove()
-            self._recorder = None
-
-    def _start(self) -> None:
-        if self._recorder is not None:
-            self._recorder.start()
-
-    def _stop(self) -> dict[str, Tensor]:
-        if self._recorder is None:
-            return {}
-        self._recorder.stop()
-        return self._recorder.rates()
+        self._stop()
 
     def on_validation_epoch_start(self, trainer, pl_module) -> None:
         self._sums, self._count = {}, 0
 
     def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
-        self._start()
+        self._start(pl_module)
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         for name, rate in self._stop().items():
-            self._sums[name] = self._sums.get(name, 0.0) + float(rate)
+            self._sums[name] = self._sums.get(name, 0.0) + rate
         self._count += 1
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
@@ -104,10 +105,10 @@ class FiringRateMonitor(pl.Callback):
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if self.train_every_n_steps and trainer.global_step % self.train_every_n_steps == 0:
-            self._start()
+            self._start(pl_module)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self._recorder is not None and self._recorder.active:
+        if self._rates is not None:
             rates = self._stop()
             pl_module.log_dict({f"train_firing_rate/{k}": v for k, v in rates.items()}, on_step=True)
 

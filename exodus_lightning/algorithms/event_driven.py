@@ -56,6 +56,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from exodus_lightning.nn.spiking_layer import SpikingLayer
 from exodus_lightning.ops.event import srm_backward, srm_forward
 from exodus_lightning.spec import records_init_args
 
@@ -275,7 +276,7 @@ def _check_spikes(x: Tensor, name: str, ndim: int) -> None:
         raise TypeError(f"{name} must be float32 or float64, got {x.dtype}")
 
 
-class _EventWeightLayer(nn.Module):
+class _EventWeightLayer(SpikingLayer, nn.Module):
     """Shared part of :class:`EventLinear` and :class:`EventConv2d`: the (optionally normalised)
     weight and the SRM options."""
 

@@ -52,6 +52,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from exodus_lightning.nn.spiking_layer import SpikingLayer
 from exodus_lightning.spec import records_init_args
 
 __all__ = [
@@ -73,7 +74,6 @@ __all__ = [
     "build_online_network",
     "vgg_sws_architecture",
     "vgg_sws",
-    "online_neurons",
     "VGG_CFG",
 ]
 
@@ -219,7 +219,7 @@ def trace_conv2d(s: Tensor, trace: Tensor, weight: Tensor, bias: Optional[Tensor
 
 
 @records_init_args
-class OnlineLIF(nn.Module):
+class OnlineLIF(SpikingLayer, nn.Module):
     r"""Single-step LIF neurons for OTTT (module docstring equations): ``forward(I[t])`` returns
     ``SpikeTrace(gamma s[t], gamma a_hat[t])`` and keeps ``v`` and ``a_hat`` as plain attributes
     (never in the ``state_dict``).  Call :meth:`reset_state` before every new sequence
@@ -233,9 +233,11 @@ class OnlineLIF(nn.Module):
         scale: factor applied to the spikes and the trace after the neuron (the official code's
             ``Scale(2.74)`` after every neuron; 1 by default, sWS layers fold gamma in instead).
 
-    Attributes ``spike_count`` / ``step_count`` accumulate the number of spikes and of
-    (sample, step) pairs since the last :meth:`reset_stats`, for firing-rate logging.
+    A :class:`~exodus_lightning.nn.SpikingLayer` of one time step per call: the monitors and
+    recorders see its spikes ``s[t]`` (without ``scale``).
     """
+
+    steps_per_call = 1
 
     def __init__(self, lam: float = 0.5, threshold: float = 1.0,
                  surrogate: Optional[Callable[[Tensor, float], Tensor]] = None, scale: float = 1.0) -> None:
@@ -249,14 +251,10 @@ class OnlineLIF(nn.Module):
         self.surrogate = surrogate
         self.v: Optional[Tensor] = None
         self.trace: Optional[Tensor] = None
-        self.reset_stats()
 
     def reset_state(self) -> None:
         """Forget ``v`` and ``a_hat`` (both restart at 0 at the next step)."""
         self.v, self.trace = None, None
-
-    def reset_stats(self) -> None:
-        self.spike_count, self.neuron_steps = 0.0, 0
 
     def forward(self, current: Tensor) -> SpikeTrace:
         if isinstance(current, SpikeTrace):
@@ -272,11 +270,13 @@ class OnlineLIF(nn.Module):
             # The trace never needs a graph: it only enters the next weight's gradient (eq. (5)).
             trace = s.detach() if self.trace is None else self.lam * self.trace + s.detach()
         self.v, self.trace = v_next.detach(), trace
-        self.spike_count = self.spike_count + s.detach().sum()  # a tensor: no device sync per step
-        self.neuron_steps += s.numel()
         if self.scale != 1.0:
             return SpikeTrace(self.scale * s, self.scale * trace)
         return SpikeTrace(s, trace)
+
+    def spikes(self, output: SpikeTrace) -> Tensor:
+        """``s[t]`` of this step's output (the spikes before ``scale``)."""
+        return output.spike / self.scale if self.scale != 1.0 else output.spike
 
     def extra_repr(self) -> str:
         extra = f", scale={self.scale:g}" if self.scale != 1.0 else ""
@@ -419,11 +419,6 @@ class SumPool(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return F.avg_pool2d(x, self.k) * (self.k * self.k)
-
-
-def online_neurons(module: nn.Module) -> dict[str, OnlineLIF]:
-    """The :class:`OnlineLIF` layers of ``module`` by module path."""
-    return {name: m for name, m in module.named_modules() if isinstance(m, OnlineLIF)}
 
 
 @records_init_args

@@ -58,6 +58,7 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor, nn
 
+from exodus_lightning.nn.spiking_layer import SpikingLayer
 from exodus_lightning.ops import sparse as ops
 from exodus_lightning.spec import records_init_args
 
@@ -181,7 +182,7 @@ def _count(value: int, name: str) -> int:
 
 
 @records_init_args
-class SparseLinearLIF(nn.Module):
+class SparseLinearLIF(SpikingLayer, nn.Module):
     """Fused Linear + LIF layer of the paper, trained with the sparse (S3GD) backward.
 
     Input ``(B, T, in_features)`` (spikes or any float), output spikes ``(B, T, out_features)``.

@@ -1,7 +1,8 @@
 """Recording what the spiking layers of a network emit, with their autograd graph (for activity
-regularisers) and for rasters: forward hooks that are active only inside
-:meth:`SpikeRecorder.recording`.  (:func:`exodus_lightning.nn.firing_rates` keeps detached
-counts only.)"""
+regularisers) and for rasters: forward hooks on every :class:`~exodus_lightning.nn.SpikingLayer`,
+active only inside :meth:`SpikeRecorder.recording`.  A layer that runs one time step per call (OTTT)
+is recorded step by step and its steps stacked, so every layer's record is ``(B, T, *features)``.
+(:func:`exodus_lightning.nn.firing_rates` keeps detached counts only.)"""
 
 from __future__ import annotations
 
@@ -11,11 +12,11 @@ from typing import Iterator
 import torch
 from torch import Tensor, nn
 
+from exodus_lightning.nn.spiking_layer import spikes_per_step, spiking_modules
+
 
 def spiking_layers(model: nn.Module) -> dict[str, nn.Module]:
     """Named spiking layers of ``model`` (module paths; the model itself is ``"network"``)."""
-    from exodus_lightning.nn import spiking_modules
-
     return {name or "network": m for name, m in spiking_modules(model).items()}
 
 
@@ -36,7 +37,7 @@ class SpikeRecorder:
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model
-        self.outputs: dict[str, Tensor] = {}
+        self._steps: dict[str, list[Tensor]] = {}
         self._active = False
         self._handles = []
         for name, layer in spiking_layers(model).items():
@@ -45,17 +46,25 @@ class SpikeRecorder:
     def _hook(self, name: str):
         def hook(module: nn.Module, inputs, output) -> None:
             if self._active:
-                self.outputs[name] = output[0] if isinstance(output, tuple) else output
+                steps = self._steps.setdefault(name, [])
+                if module.steps_per_call is None:
+                    steps.clear()  # a sequence layer's last call is the record
+                steps.append(spikes_per_step(module, output))
 
         return hook
 
     def start(self) -> None:
         """Start recording (clears what the previous pass recorded)."""
-        self.outputs = {}
+        self._steps = {}
         self._active = True
 
     def stop(self) -> None:
         self._active = False
+
+    @property
+    def outputs(self) -> dict[str, Tensor]:
+        """The spikes ``(B, T, *features)`` of each layer that ran since :meth:`start`, with their graph."""
+        return {name: s[0] if len(s) == 1 else torch.cat(s, 1) for name, s in self._steps.items()}
 
     @property
     def active(self) -> bool:

@@ -15,9 +15,9 @@ from exodus_lightning.algorithms.ottt import (
     OnlineSequential,
     SigmoidSurrogate,
     build_online_network,
-    online_neurons,
 )
 from exodus_lightning.models.task import SpikingTask, check_num_classes
+from exodus_lightning.nn.monitoring import FiringRates
 from exodus_lightning.spec import instantiate, save_hyperparameters_as_specs
 
 ALGORITHMS = ("ottt_a", "ottt_o")
@@ -199,43 +199,38 @@ class OnlineSpikingClassifier(SpikingTask):
         block = getattr(strategy, "block_backward_sync", None)  # ParallelStrategy (DDP) only
         return block() if callable(block) else contextlib.nullcontext()
 
-    def _log_stage(self, stage: str, loss: Tensor, scores: Tensor, y: Tensor) -> None:
+    def _log_stage(self, stage: str, loss: Tensor, scores: Tensor, y: Tensor, rates: FiringRates) -> None:
         metric = getattr(self, f"{stage}_accuracy")
         metric(scores, y)
         self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, prog_bar=True, batch_size=len(y),
                  sync_dist=True)
         self.log(f"{stage}/accuracy", metric, on_step=False, on_epoch=True, prog_bar=True)
-        for name, m in online_neurons(self.network).items():
-            if m.neuron_steps:
-                self.log(f"{stage}/firing_rate/{name}", m.spike_count / m.neuron_steps, on_step=False,
-                         on_epoch=True, batch_size=len(y), sync_dist=True)
-
-    def _reset_stats(self) -> None:
-        for m in online_neurons(self.network).values():
-            m.reset_stats()
+        for name, rate in rates.layer_rates().items():
+            self.log(f"{stage}/firing_rate/{name}", rate, on_step=False, on_epoch=True, batch_size=len(y),
+                     sync_dist=True)
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         x, y, lengths = self.unpack(batch)
         self._check_x(x)
-        self._reset_stats()
         opt = self.optimizers()
-        if self.algorithm == "ottt_a":
-            opt.zero_grad()
-            scores, loss = self.accumulate_gradients(x, y, lengths)
-            opt.step()
-        else:
-            scores, loss = self.accumulate_gradients(x, y, lengths, optimizer=opt)
-        self._log_stage("train", loss, scores, y)
+        with FiringRates(self.network) as rates:
+            if self.algorithm == "ottt_a":
+                opt.zero_grad()
+                scores, loss = self.accumulate_gradients(x, y, lengths)
+                opt.step()
+            else:
+                scores, loss = self.accumulate_gradients(x, y, lengths, optimizer=opt)
+        self._log_stage("train", loss, scores, y, rates)
         return loss
 
     def _eval_step(self, batch: Any, stage: str) -> Tensor:
         x, y, lengths = self.unpack(batch)
-        self._reset_stats()
-        out = self(x)
+        with FiringRates(self.network) as rates:
+            out = self(x)
         from exodus_lightning.losses import ce_mse_mix, sum_over_time
 
         loss = ce_mse_mix(out, y, self.loss_alpha, lengths)
-        self._log_stage(stage, loss, sum_over_time(out, lengths), y)
+        self._log_stage(stage, loss, sum_over_time(out, lengths), y, rates)
         return loss
 
     def validation_step(self, batch: Any, batch_idx: int) -> Tensor:

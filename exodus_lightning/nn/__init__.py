@@ -5,6 +5,8 @@
   ``(B, T, *features)``, stateless by default, backend chosen at call time.
 - Time folding: :class:`TimeDistributed`, :class:`SumPool2d`, :class:`SpikingSequential`.
 - :func:`build_network` for the architecture strings of the EXODUS paper (Table 2).
+- :class:`SpikingLayer`, the protocol every spiking layer of every algorithm implements, found by
+  :func:`spiking_modules`.
 - :func:`default_init`, :func:`firing_rates`, :func:`reset_states`, :func:`layer_names` (names for
   plots and messages).
 
@@ -22,9 +24,10 @@ Example:
 from exodus_lightning.functional import LIFState
 from exodus_lightning.nn.architecture import build_network, parse_input
 from exodus_lightning.nn.init import default_init
-from exodus_lightning.nn.monitoring import FiringRates, firing_rates, reset_states, spiking_modules
+from exodus_lightning.nn.monitoring import FiringRates, firing_rates, reset_states
 from exodus_lightning.nn.names import layer_name, layer_names
 from exodus_lightning.nn.neurons import IF, LIF, LeakyIntegrator, RecurrentLIF, StatefulLIF
+from exodus_lightning.nn.spiking_layer import SpikingLayer, spiking_modules
 from exodus_lightning.nn.time import SpikingSequential, SumPool2d, TimeDistributed
 
 __all__ = [
@@ -44,6 +47,7 @@ __all__ = [
     "firing_rates",
     "reset_states",
     "spiking_modules",
+    "SpikingLayer",
     "layer_names",
     "layer_name",
 ]

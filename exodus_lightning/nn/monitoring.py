@@ -8,12 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from exodus_lightning.nn.neurons import LIF
-
-
-def spiking_modules(model: nn.Module) -> dict[str, nn.Module]:
-    """The spiking layers (:class:`LIF` and its subclasses IF, StatefulLIF, RecurrentLIF) of
-    ``model`` by module path (the model itself is named ``""``)."""
-    return {name: m for name, m in model.named_modules() if isinstance(m, LIF)}
+from exodus_lightning.nn.spiking_layer import spikes_per_step, spiking_modules
 
 
 class FiringRates:
@@ -46,8 +41,7 @@ class FiringRates:
 
     def _hook(self, name: str):
         def hook(module: nn.Module, inputs, output) -> None:
-            s = output[0] if isinstance(output, tuple) else output
-            s = s.detach()
+            s = spikes_per_step(module, output).detach()
             counts = s.sum(dim=(0, 1)).to(torch.float64)
             self.spike_counts[name] = self.spike_counts.get(name, 0) + counts
             self.steps[name] = self.steps.get(name, 0) + s.shape[0] * s.shape[1]
@@ -70,9 +64,14 @@ class FiringRates:
             raise KeyError(f"no spikes recorded for layer {name!r}; recorded: {sorted(self.spike_counts)}")
         return self.spike_counts[name] / self.steps[name]
 
+    def layer_rates(self) -> dict[str, Tensor]:
+        """Mean spikes per neuron and time step of every layer that ran, as 0-d tensors on the layers'
+        device (for logging without a host synchronisation)."""
+        return {n: c.sum() / (self.steps[n] * c.numel()) for n, c in self.spike_counts.items()}
+
     def rates(self) -> dict[str, float]:
-        """Mean spikes per neuron and time step of every layer that ran."""
-        return {n: float(c.sum() / (self.steps[n] * c.numel())) for n, c in self.spike_counts.items()}
+        """:meth:`layer_rates` as Python floats."""
+        return {n: float(r) for n, r in self.layer_rates().items()}
 
 
 def firing_rates(model: nn.Module) -> FiringRates:
@@ -105,4 +104,4 @@ def reset_states(model: nn.Module) -> nn.Module:
     return model
 
 
-__all__ = ["FiringRates", "firing_rates", "reset_states", "spiking_modules"]
+__all__ = ["FiringRates", "firing_rates", "reset_states"]

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from exodus_lightning import functional as F
 from exodus_lightning.backend import resolve_backend, validate_backend
 from exodus_lightning.functional import LIFState
+from exodus_lightning.nn.spiking_layer import SpikingLayer
 from exodus_lightning.spec import records_init_args
 from exodus_lightning.surrogate import SingleExponential, SurrogateFn
 
@@ -109,7 +110,7 @@ def _as_state(state: object) -> tuple[Optional[Tensor], Optional[Tensor]]:
 
 
 @records_init_args
-class LIF(nn.Module):
+class LIF(SpikingLayer, nn.Module):
     r"""Leaky integrate-and-fire neurons (ARCHITECTURE §3, sinabs conventions), per neuron:
 
     .. code-block:: text
