@@ -5,6 +5,7 @@ shim (ARCHITECTURE §2)."""
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -204,8 +205,11 @@ def test_cuda_library_was_installed():
 
 
 def test_cpu_library_reports_build_info():
+    """The build line names the language standard, the ISA copies compiled in and the one in use."""
     info = _native.cpu().build_info()
-    assert info
+    assert re.match(r"cpu: C\+\+\d+, (OpenMP \d+|no OpenMP), isa [\w+]+ \(using \w+\)", info), info
+    compiled = re.search(r"isa ([\w+]+) ", info).group(1).split("+")
+    assert "baseline" in compiled and re.search(r"\(using (\w+)\)", info).group(1) in compiled
 
 
 def test_reference_is_independent_of_the_backend():
