@@ -17,7 +17,7 @@ import torch
 
 from exodus_lightning.experiment import experiment_name, experiments_with_checkpoints, is_run_of, \
     newest_last_checkpoint
-from exodus_lightning.tracking import read_offline_run
+from tests.wandb_run_file import read_offline_run
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["-c", str(ROOT / "configs" / "quickstart.yaml"), "--data.init_args.n_train", "192",

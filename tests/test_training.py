@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from exodus_lightning.tracking import read_offline_run
+from tests.wandb_run_file import read_offline_run
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
