@@ -1,116 +1,17 @@
-"""Lightning callbacks for spiking networks, logging to whatever logger the Trainer has.
-
-- :class:`GradientNormMonitor` — per-layer weight-gradient 2-norms (EXODUS Fig. 2, centre column:
-  how EXODUS and SLAYER gradients differ in scale across layers).
-- :class:`FiringRateMonitor` — mean spikes per neuron and step of every spiking layer.
-- :class:`RasterPlot` — a spike raster of every spiking layer and the readout trace of one
-  validation sample, as an image every N epochs (matplotlib), titled with the layer names, epoch,
-  label and prediction; the target spike train overlaid for spike-train regression.
-- :class:`ConfusionMatrixPlot` — the validation confusion matrix (torchmetrics) as an image.
-- :class:`SlurmAutoRequeue` — Slurm's checkpoint-and-requeue signal handled at a step boundary
-  that every DDP rank reaches (Lightning's handler can deadlock DDP).
-"""
+"""Callbacks that log figures (spike rasters, the confusion matrix) to every logger of the Trainer."""
 
 from __future__ import annotations
 
 import io
-import os
-import signal
-import subprocess
-import threading
 from pathlib import Path
 from typing import Any, Optional
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.plugins.environments import SLURMEnvironment
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
 from exodus_lightning.models.activity import SpikeRecorder
-from exodus_lightning.nn.monitoring import FiringRates
-
-
-class GradientNormMonitor(pl.Callback):
-    """Logs ``grad_norm/<parameter>`` (the 2-norm of each weight's gradient) every
-    ``every_n_steps`` optimizer steps, before the optimizer uses them (after unscaling and clipping
-    hooks run in ``on_before_optimizer_step``)."""
-
-    def __init__(self, every_n_steps: int = 50, weights_only: bool = True) -> None:
-        super().__init__()
-        if every_n_steps < 1:
-            raise ValueError(f"every_n_steps must be >= 1, got {every_n_steps!r}")
-        self.every_n_steps = every_n_steps
-        self.weights_only = weights_only
-
-    def norms(self, pl_module: pl.LightningModule) -> dict[str, Tensor]:
-        out = {}
-        for name, p in pl_module.named_parameters():
-            if p.grad is None or (self.weights_only and p.ndim < 2):
-                continue
-            out[f"grad_norm/{name}"] = p.grad.detach().norm(2)
-        return out
-
-    def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer) -> None:
-        if trainer.global_step % self.every_n_steps != 0:
-            return
-        norms = self.norms(pl_module)
-        if norms:
-            pl_module.log_dict(norms, on_step=True, on_epoch=False)
-
-
-class FiringRateMonitor(pl.Callback):
-    """Logs ``firing_rate/<layer>`` for the spiking layers (:class:`~exodus_lightning.nn.SpikingLayer`,
-    every algorithm's) of any LightningModule, averaged over the validation epoch's batches (and
-    ``train_firing_rate/<layer>`` of the training batches every ``train_every_n_steps`` steps, 0 =
-    never). Counts are kept detached (:class:`~exodus_lightning.nn.FiringRates`), so monitoring keeps
-    no autograd graph alive."""
-
-    def __init__(self, train_every_n_steps: int = 0) -> None:
-        super().__init__()
-        if isinstance(train_every_n_steps, bool) or not isinstance(train_every_n_steps, int) or train_every_n_steps < 0:
-            raise ValueError(f"train_every_n_steps must be an int >= 0, got {train_every_n_steps!r}")
-        self.train_every_n_steps = train_every_n_steps
-        self._rates: Optional[FiringRates] = None
-        self._sums: dict[str, float] = {}
-        self._count = 0
-
-    def _start(self, pl_module: pl.LightningModule) -> None:
-        self._rates = FiringRates(pl_module).__enter__()
-
-    def _stop(self) -> dict[str, float]:
-        if self._rates is None:
-            return {}
-        self._rates.__exit__(None, None, None)
-        rates, self._rates = self._rates.rates(), None
-        return rates
-
-    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        self._stop()
-
-    def on_validation_epoch_start(self, trainer, pl_module) -> None:
-        self._sums, self._count = {}, 0
-
-    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
-        self._start(pl_module)
-
-    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        for name, rate in self._stop().items():
-            self._sums[name] = self._sums.get(name, 0.0) + rate
-        self._count += 1
-
-    def on_validation_epoch_end(self, trainer, pl_module) -> None:
-        if self._count and not trainer.sanity_checking:
-            pl_module.log_dict({f"firing_rate/{k}": v / self._count for k, v in self._sums.items()})
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if self.train_every_n_steps and trainer.global_step % self.train_every_n_steps == 0:
-            self._start(pl_module)
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self._rates is not None:
-            rates = self._stop()
-            pl_module.log_dict({f"train_firing_rate/{k}": v for k, v in rates.items()}, on_step=True)
 
 
 def _figure_to_png(fig) -> bytes:
@@ -376,86 +277,4 @@ class ConfusionMatrixPlot(pl.Callback):
         return fig
 
 
-class SlurmAutoRequeue(pl.Callback):
-    """Slurm auto-requeue that cannot deadlock DDP: on the requeue signal (``#SBATCH
-    --signal=SIGUSR1@90``), every rank saves ``hpc_ckpt_<n>.ckpt`` together at the end of a
-    training batch and rank 0 runs ``scontrol requeue <job id>``; the restarted job resumes from
-    that checkpoint (Lightning loads the newest ``hpc_ckpt_*`` in ``default_root_dir`` on Slurm).
-
-    Why not Lightning's own handler (``SLURMEnvironment(auto_requeue=True)``): it saves the
-    checkpoint *inside* the signal handler, and saving is collective (a barrier).  Python runs a
-    signal handler wherever the rank's main thread happens to be, so a rank that takes the signal
-    between two collectives enters the barrier while another rank is in the gradient all-reduce:
-    the job hangs until its time limit, with no checkpoint and no requeue.  Here the handler only
-    records the request; after each training batch the ranks agree on it (any rank,
-    ``reduce_boolean_decision``) and then act at the same point.  Installed in ``setup``, before
-    Lightning registers its handlers, so Lightning keeps this one for the requeue signal.
-
-    Active in a Slurm batch job whose ``SLURMEnvironment`` has ``auto_requeue=True`` (Lightning's
-    default), during ``fit``; inert elsewhere.  ``exodus-lightning fit`` adds it; add it to your own
-    Trainer's callbacks when you launch Lightning on Slurm yourself.  Cost: one boolean all-reduce
-    every ``check_every_n_steps`` training batches (on GPUs also a host-device synchronisation; raise
-    it for very short steps, keeping ``check_every_n_steps`` steps well under the signal's 90 s).
-
-    Example::
-
-        trainer = Trainer(strategy="ddp", callbacks=[SlurmAutoRequeue()])
-    """
-
-    def __init__(self, check_every_n_steps: int = 1) -> None:
-        super().__init__()
-        if isinstance(check_every_n_steps, bool) or not isinstance(check_every_n_steps, int) or check_every_n_steps < 1:
-            raise ValueError(f"check_every_n_steps must be a positive int, got {check_every_n_steps!r}")
-        self.check_every_n_steps = check_every_n_steps
-        self._signal: Optional[int] = None
-        self._previous: Any = None
-        self._requested = False
-
-    @staticmethod
-    def _environment(trainer: "pl.Trainer") -> Any:
-        env = getattr(trainer.strategy, "cluster_environment", None)
-        if env is None:  # single-device strategies keep it on the accelerator connector only
-            env = getattr(getattr(trainer, "_accelerator_connector", None), "cluster_environment", None)
-        return env
-
-    def setup(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
-        env = self._environment(trainer)
-        if stage != "fit" or not isinstance(env, SLURMEnvironment) or not env.auto_requeue or self._signal is not None:
-            return
-        if threading.current_thread() is not threading.main_thread():
-            rank_zero_warn("SlurmAutoRequeue: not in the main thread, cannot install the requeue signal handler; "
-                           "Lightning's own handler stays in place")
-            return
-        sig = env.requeue_signal or signal.SIGUSR1
-        self._previous = signal.signal(sig, self._on_signal)
-        self._signal = int(sig)
-        self._requested = False
-
-    def _on_signal(self, signum: int, frame: Any) -> None:
-        # a flag only: the collective work happens at the next batch end, on every rank at once
-        self._requested = True
-
-    def on_train_batch_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", outputs: Any,
-                           batch: Any, batch_idx: int) -> None:
-        if self._signal is None or trainer.global_step % self.check_every_n_steps:
-            return
-        if not trainer.strategy.reduce_boolean_decision(self._requested, all=False):
-            return
-        self._requested = False
-        rank_zero_info(f"Handling auto-requeue signal: {self._signal} (at step {trainer.global_step}, all ranks)")
-        for logger in trainer.loggers:  # flush the metrics before the job is killed
-            logger.finalize("finished")
-        trainer.save_checkpoint(trainer._checkpoint_connector.hpc_save_path(trainer.default_root_dir))
-        if trainer.is_global_zero:
-            array_job = os.environ.get("SLURM_ARRAY_JOB_ID")
-            job = f"{array_job}_{os.environ['SLURM_ARRAY_TASK_ID']}" if array_job else os.environ["SLURM_JOB_ID"]
-            result = subprocess.call(["scontrol", "requeue", job])
-            if result == 0:
-                rank_zero_info(f"Requeued SLURM job: {job}")
-            else:
-                rank_zero_warn(f"Requeuing SLURM job {job} failed with exit code {result}")
-
-    def teardown(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
-        if self._signal is not None and stage == "fit":
-            signal.signal(self._signal, self._previous if self._previous is not None else signal.SIG_DFL)
-            self._signal = None
+__all__ = ["log_figure", "class_scores", "RasterPlot", "ConfusionMatrixPlot"]
