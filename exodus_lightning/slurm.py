@@ -23,9 +23,10 @@ The script (see :func:`render_sbatch`) has
 * ``srun exodus-lightning fit -c CONFIG --trainer.num_nodes=N --trainer.devices=D ... EXTRA``.
 
 Mismatches are errors before anything is written or submitted (:class:`ValueError` from
-:func:`build_script`; ``slurm_main`` prints it and returns 2): e.g. ``--trainer.devices=2`` among the
-extra arguments with ``--gpus-per-node 4``. :func:`validate_script` re-reads a rendered script and
-checks its directives against the Trainer arguments of its ``srun`` line.
+:func:`render_sbatch`, which checks the :class:`SbatchSpec` it renders; ``slurm_main`` prints it and
+returns 2): e.g. ``--trainer.devices=2`` among the extra arguments with ``--gpus-per-node 4``. The
+spec is the one representation that is checked; the tests read the rendered scripts back as their
+independent check.
 """
 
 from __future__ import annotations
@@ -44,10 +45,6 @@ from typing import Optional, Sequence
 __all__ = [
     "SbatchSpec",
     "render_sbatch",
-    "validate_script",
-    "parse_directives",
-    "parse_srun_trainer_args",
-    "build_script",
     "example_templates",
     "slurm_main",
 ]
@@ -293,7 +290,7 @@ def render_sbatch(spec: SbatchSpec) -> str:
     cmd = [spec.program.strip(), '-c "$CONFIG"']
     for key, value in targs.items():
         if key == "default_root_dir":
-            cmd.append(f'--trainer.default_root_dir="$RUN_DIR"')
+            cmd.append('--trainer.default_root_dir="$RUN_DIR"')
         else:
             cmd.append(f"--trainer.{key}={value}")
     srun = (
@@ -342,100 +339,13 @@ echo "exodus-lightning: job ${{SLURM_JOB_ID}} restart ${{SLURM_RESTART_COUNT:-0}
 """
 
 
-# ----------------------------------------------------------------------------------- validation
-
-
-def parse_directives(text: str) -> dict[str, str]:
-    """``#SBATCH --key=value`` lines (before the first command) as ``{key: value}`` (flags map to '')."""
-    out: dict[str, str] = {}
-    for line in text.splitlines():
-        s = line.strip()
-        if not s or (s.startswith("#") and not s.startswith("#SBATCH")):
-            continue
-        if not s.startswith("#SBATCH"):
-            break  # sbatch stops reading directives at the first command
-        body = s[len("#SBATCH"):].split("#", 1)[0].strip()
-        for tok in shlex.split(body):
-            if tok.startswith("--"):
-                k, _, v = tok[2:].partition("=")
-                out[k] = v
-    return out
-
-
-def parse_srun_trainer_args(text: str) -> dict[str, str]:
-    """The ``--trainer.<key>=value`` arguments of the script's ``srun`` command (continuation lines
-    joined; later values win, as in LightningCLI)."""
-    joined = re.sub(r"\\\n", " ", text)
-    lines = [ln for ln in joined.splitlines() if re.match(r"^\s*srun\s", ln)]
-    if len(lines) != 1:
-        raise ValueError(f"expected exactly one srun line in the script, found {len(lines)}")
-    tokens = shlex.split(lines[0], posix=True)
-    out: dict[str, str] = {}
-    i = 0
-    while i < len(tokens):
-        m = re.match(r"^--trainer\.([A-Za-z_][A-Za-z0-9_]*)(=(.*))?$", tokens[i])
-        if m:
-            if m.group(2) is not None:
-                out[m.group(1)] = m.group(3)
-            elif i + 1 < len(tokens):
-                out[m.group(1)] = tokens[i + 1]
-                i += 1
-        i += 1
-    return out
-
-
-def validate_script(text: str) -> dict[str, str]:
-    """Check a rendered script: its directives agree with the Trainer arguments of its srun line
-    (nodes == num_nodes; ntasks-per-node == devices; gpus-per-node == devices unless CPU; the
-    requeue directives are present). Returns the directives; raises ValueError naming both values."""
-    d = parse_directives(text)
-    t = parse_srun_trainer_args(text)
-    for key in ("nodes", "ntasks-per-node", "signal", "requeue", "open-mode"):
-        if key not in d:
-            raise ValueError(f"the script has no #SBATCH --{key} directive")
-    if not d["signal"].startswith("SIGUSR1@") and not d["signal"].startswith("USR1@"):
-        raise ValueError(f"#SBATCH --signal={d['signal']} must send SIGUSR1 (Lightning's auto-requeue signal)")
-    if d["open-mode"] != "append":
-        raise ValueError(f"#SBATCH --open-mode={d['open-mode']} must be append (one log across requeues)")
-    for key in ("num_nodes", "devices", "accelerator"):
-        if key not in t:
-            raise ValueError(f"the srun line passes no --trainer.{key}")
-    if _as_device_count(t["num_nodes"]) != _as_device_count(d["nodes"]) or "[" in t["num_nodes"]:
-        raise ValueError(f"#SBATCH --nodes={d['nodes']} does not match --trainer.num_nodes={t['num_nodes']}")
-    devices = _as_device_count(t["devices"])
-    if devices is None or devices != _as_device_count(d["ntasks-per-node"]):
-        raise ValueError(
-            f"#SBATCH --ntasks-per-node={d['ntasks-per-node']} does not match --trainer.devices={t['devices']}"
-        )
-    gpus = d.get("gpus-per-node")
-    if gpus is None and "gres" in d:
-        m = re.search(r"gpu(?::[^:,]+)?:(\d+)", d["gres"])
-        gpus = m.group(1) if m else None
-    if t["accelerator"] == "cpu":
-        if gpus not in (None, "0"):
-            raise ValueError(f"#SBATCH --gpus-per-node={gpus} on a job with --trainer.accelerator=cpu")
-    else:
-        if gpus is None:
-            raise ValueError(f"--trainer.accelerator={t['accelerator']} but the script requests no GPUs (#SBATCH --gpus-per-node)")
-        if _as_device_count(gpus) != devices:
-            raise ValueError(f"#SBATCH --gpus-per-node={gpus} does not match --trainer.devices={t['devices']}")
-    return d
-
-
-def build_script(spec: SbatchSpec) -> str:
-    """Render and validate (ValueError on any mismatch, before anything is written or submitted)."""
-    text = render_sbatch(spec)
-    validate_script(text)
-    return text
-
-
 def example_templates() -> dict[str, str]:
     """The templates checked in under ``slurm/`` (tests assert the files equal these)."""
     single = SbatchSpec(nodes=1, ntasks_per_node=4, gpus_per_node=4, cpus_per_task=8, time="24:00:00",
                         job_name="exo-single", mem="0")
     multi = SbatchSpec(nodes=2, ntasks_per_node=4, gpus_per_node=4, cpus_per_task=8, time="24:00:00",
                        job_name="exo-multi", mem="0")
-    return {"single_node.sbatch": build_script(single), "multi_node.sbatch": build_script(multi)}
+    return {"single_node.sbatch": render_sbatch(single), "multi_node.sbatch": render_sbatch(multi)}
 
 
 # ---------------------------------------------------------------------------------------- command
@@ -528,7 +438,7 @@ def slurm_main(argv: list[str]) -> int:
         return int(e.code or 0)
     try:
         spec = _spec_from_args(ns, extra, argv)
-        text = build_script(spec)
+        text = render_sbatch(spec)
     except ValueError as e:
         print(f"exodus-lightning slurm: error: {e}", file=sys.stderr)
         return 2

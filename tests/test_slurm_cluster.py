@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from exodus_lightning.slurm import SbatchSpec, build_script
+from exodus_lightning.slurm import SbatchSpec, render_sbatch
 
 from .slurm_cluster import slurm_cluster  # noqa: F401  (session fixture)
 
@@ -213,7 +213,7 @@ def _prepare(tmp_path: Path, kind: str, *, max_epochs: int, limit_train_batches:
     spec = SbatchSpec(nodes=1, ntasks_per_node=2, gpus_per_node=None, cpus_per_task=1, time=time_limit,
                       job_name="exo-slurm-test", config=str(cfg), chdir=str(work), program=program)
     script = tmp_path / "job.sbatch"
-    script.write_text(build_script(spec))
+    script.write_text(render_sbatch(spec))
     subprocess.run(["bash", "-n", str(script)], check=True)
     return work, script, _job_env(tmp_path)
 

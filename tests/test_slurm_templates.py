@@ -12,15 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from exodus_lightning.slurm import (
-    SbatchSpec,
-    build_script,
-    example_templates,
-    parse_directives,
-    parse_srun_trainer_args,
-    slurm_main,
-    validate_script,
-)
+from exodus_lightning.slurm import SbatchSpec, example_templates, render_sbatch, slurm_main
+from tests.sbatch_script import parse_directives, parse_srun_trainer_args, validate_script
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATES = sorted((ROOT / "slurm").glob("*.sbatch"))
@@ -184,9 +177,9 @@ def test_mismatch_is_an_error_before_writing_or_submitting(tmp_path, cfg, capsys
 def test_build_script_raises_value_error_naming_both_values():
     spec = SbatchSpec(nodes=2, ntasks_per_node=4, gpus_per_node=4, config="c.yaml", extra_args=["--trainer.devices=2"])
     with pytest.raises(ValueError, match=r"--trainer\.devices=2.*--gpus-per-node 4"):
-        build_script(spec)
+        render_sbatch(spec)
     with pytest.raises(ValueError, match=r"--ntasks-per-node \(2\) must equal --gpus-per-node \(4\)"):
-        build_script(SbatchSpec(nodes=1, ntasks_per_node=2, gpus_per_node=4))
+        render_sbatch(SbatchSpec(nodes=1, ntasks_per_node=2, gpus_per_node=4))
 
 
 @pytest.mark.parametrize(
