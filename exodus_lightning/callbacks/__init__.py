@@ -7,6 +7,7 @@
   validation sample, as an image every N epochs (matplotlib), titled with the layer names, epoch,
   label and prediction; the target spike train overlaid for spike-train regression.
 - :class:`ConfusionMatrixPlot` — the validation confusion matrix (torchmetrics) as an image.
+- :class:`Throughput` — training samples/s and time steps/s, on the progress bar and in the loggers.
 - :class:`SlurmAutoRequeue` — Slurm's checkpoint-and-requeue signal handled at a step boundary
   that every DDP rank reaches (Lightning's handler can deadlock DDP).
 """
@@ -14,7 +15,8 @@
 from exodus_lightning.callbacks.figures import ConfusionMatrixPlot, RasterPlot, class_scores, log_figure
 from exodus_lightning.callbacks.monitors import FiringRateMonitor, GradientNormMonitor
 from exodus_lightning.callbacks.slurm_requeue import SlurmAutoRequeue
+from exodus_lightning.callbacks.throughput import Throughput
 
 
 __all__ = ["GradientNormMonitor", "FiringRateMonitor", "RasterPlot", "ConfusionMatrixPlot", "SlurmAutoRequeue",
-           "log_figure", "class_scores"]
+           "Throughput", "log_figure", "class_scores"]
