@@ -140,9 +140,10 @@ def test_inert_outside_slurm_or_without_auto_requeue(monkeypatch: pytest.MonkeyP
     assert signal.getsignal(signal.SIGUSR1) is before
     cb.setup(_fake_trainer(SLURMEnvironment()), None, "fit")
     try:
-        assert signal.getsignal(signal.SIGUSR1) == cb._on_signal
-        os.kill(os.getpid(), signal.SIGUSR1)  # only recorded
-        assert cb._requested
+        assert signal.getsignal(signal.SIGUSR1) not in (before, signal.SIG_DFL, signal.SIG_IGN)
+        # SIGUSR1's default action ends the process: reaching the next line shows the handler took it
+        # (what it does with it is the end-to-end test above)
+        os.kill(os.getpid(), signal.SIGUSR1)
     finally:
         cb.teardown(_fake_trainer(SLURMEnvironment()), None, "fit")
     assert signal.getsignal(signal.SIGUSR1) is before
