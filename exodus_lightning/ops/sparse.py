@@ -1,5 +1,5 @@
-"""ctypes binding of ``libexodus_sparse`` (sparse spiking gradient descent, S3GD; Perez-Nieves &
-Goodman, NeurIPS 2021) — see ``native/include/exodus/sparse_api.h`` for the C ABI.
+"""The sparse spiking gradient descent kernels (S3GD; Perez-Nieves & Goodman, NeurIPS 2021) of the
+native libraries — see ``native/include/exodus/sparse_api.h`` for the C ABI.
 
 The kernels work on one fused Linear+LIF layer ``h = x W^T`` (``W`` of shape ``(N_out, N_in)``):
 
