@@ -40,26 +40,9 @@ from exodus_lightning._native import SparseCollectArgs as CollectArgs
 from exodus_lightning._native import SparseDenseBackwardArgs as DenseBackwardArgs
 from exodus_lightning._native import SparseForwardArgs as ForwardArgs
 from exodus_lightning._native import SparseTraceArgs as TraceArgs
-
-def library() -> _native.NativeLibrary:
-    """The CPU library (:func:`exodus_lightning._native.cpu`)."""
-    return _native.cpu()
-
-
-def cuda_library() -> _native.NativeLibrary:
-    """The CUDA library (:func:`exodus_lightning._native.cuda`)."""
-    return _native.cuda()
-
-
-def emulation_library() -> _native.NativeLibrary:
-    """The CUDA drivers compiled for the host (:func:`exodus_lightning._native.emulation`)."""
-    return _native.emulation()
-
-
-def for_device(device_type: str) -> _native.NativeLibrary:
-    """The library serving tensors of ``device_type`` ("cpu" or "cuda").  The tests replace this
-    function to send CPU tensors through :func:`emulation_library`."""
-    return _native.for_device(device_type)
+# The ops look for_device up in this module at each call: the tests replace it to route CPU tensors
+# to emulation_library, the CUDA drivers compiled for the host.
+from exodus_lightning._native import cpu as library, cuda as cuda_library, emulation as emulation_library, for_device
 
 
 def _launch(t: Tensor) -> tuple[_native.NativeLibrary, int, Optional[int]]:
