@@ -170,7 +170,13 @@ class EntryPoint:
     outputs: tuple[str, ...]
 
     def symbol(self, name: str, library: str) -> str:
-        return "exodus_" + self.family + _INFIX[library] + name[len(self.family):]
+        """The exported name of operation ``name`` in ``library``."""
+        return _symbol(self.family, name, library)
+
+
+def _symbol(family: str, name: str, library: str) -> str:
+    # exodus_<family><infix><name without the family>: exodus_sparse_cuda_forward for sparse_forward
+    return "exodus_" + family + _INFIX[library] + name[len(family):]
 
 
 ENTRY_POINTS: dict[str, EntryPoint] = {
@@ -280,18 +286,18 @@ class NativeLibrary:
                 "Reinstall the package (pip install --force-reinstall exodus-lightning) or rebuild "
                 "it from source (pip install .)."
             ) from e
-        self._functions: dict[str, Any] = {}
-        for fn_name, (family, argtypes, restype, libraries) in FUNCTIONS.items():
-            if name in libraries:
-                self._functions[fn_name] = self._bind(
-                    "exodus_" + family + _INFIX[name] + fn_name[len(family):], argtypes, restype)
-        abi = self._functions["abi_version"]()
+        # the ABI first: a library of another version may lack the other symbols
+        abi_symbol = _symbol("", "abi_version", name)
+        abi = int(self._bind(abi_symbol, [], _i32)()) if hasattr(self.dll, abi_symbol) else "unknown (none exported)"
         if abi != ABI_VERSION:
             raise NativeLibraryError(
                 f"exodus-lightning: {path} has ABI version {abi}, the Python package expects {ABI_VERSION}; "
                 "the package and its native libraries come from different builds. Reinstall exodus-lightning "
                 "(or rebuild it from source: pip install .)."
             )
+        self._functions = {fn_name: self._bind(_symbol(family, fn_name, name), argtypes, restype)
+                           for fn_name, (family, argtypes, restype, libraries) in FUNCTIONS.items()
+                           if name in libraries}
         self._entries = {entry: self._bind(ep.symbol(entry, name), [ctypes.POINTER(ep.args)], _i32)
                          for entry, ep in ENTRY_POINTS.items()}
 
