@@ -9,6 +9,7 @@ import torch
 
 from exodus_lightning import _native
 
+
 def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
     """State and parameter dtype of the kernels: float64 for float64 data, float32 otherwise."""
     return torch.float64 if dtype == torch.float64 else torch.float32
