@@ -1,12 +1,12 @@
 """``exodus-lightning info``: the block to paste into a bug report — package versions, which native
-libraries were found and loaded and from where, the CUDA toolkit the CUDA library was built with,
-the driver found (or why none) and the GPU architectures compiled in.  A missing or broken library
-is reported with its fix, never as a traceback.
+libraries (one per device: CPU, CUDA, the host emulation of the CUDA drivers) were found and loaded
+and from where, their ABI version, the CPU library's instruction sets (and the one in use), the CUDA
+toolkit the CUDA library was built with, the driver found (or why none) and the GPU architectures
+compiled in.  A missing or broken library is reported with its fix, never as a traceback.
 """
 
 from __future__ import annotations
 
-import ctypes
 import platform
 import sys
 from importlib.metadata import PackageNotFoundError, version
@@ -21,12 +21,6 @@ LIBRARIES = (
     (_native.CPU_LIBRARY, "CPU kernels", True),
     (_native.CUDA_LIBRARY, "CUDA kernels", False),
     (_native.EMULATION_LIBRARY, "CUDA driver code compiled for the host (tests)", False),
-    ("exodus_sparse", "sparse spiking gradient descent kernels", False),
-    ("exodus_sparse_cuda", "sparse spiking gradient descent CUDA kernels", False),
-    ("exodus_sparse_emulation", "sparse spiking gradient descent CUDA driver code compiled for the host (tests)", False),
-    ("exodus_event", "event-driven backpropagation kernels", False),
-    ("exodus_event_cuda", "event-driven backpropagation CUDA kernels", False),
-    ("exodus_event_emulation", "event-driven backpropagation CUDA driver code compiled for the host (tests)", False),
 )
 
 
@@ -41,39 +35,9 @@ def _cuda_version_text(v: int) -> str:
     return "none" if v <= 0 else f"{v // 1000}.{(v % 1000) // 10}"
 
 
-def _call_int(dll: ctypes.CDLL, name: str) -> Optional[int]:
-    fn = getattr(dll, name, None)
-    if fn is None:
-        return None
-    fn.restype = ctypes.c_int32
-    fn.argtypes = []
-    return int(fn())
-
-
-def _call_str(dll: ctypes.CDLL, name: str) -> Optional[str]:
-    fn = getattr(dll, name, None)
-    if fn is None:
-        return None
-    fn.restype = ctypes.c_char_p
-    fn.argtypes = []
-    out = fn()
-    return out.decode() if out else ""
-
-
-def _symbol_prefix(name: str) -> str:
-    """Prefix of a library's C symbols: exodus_ and exodus_cuda_ for the core ones, exodus_<algo>_,
-    exodus_<algo>_cuda_ and exodus_<algo>_emu_ for the algorithm libraries."""
-    if name == _native.CPU_LIBRARY:
-        return "exodus_"
-    if name == _native.CUDA_LIBRARY:
-        return "exodus_cuda_"
-    if name == _native.EMULATION_LIBRARY:
-        return "exodus_emu_"
-    return name.replace("_emulation", "_emu") + "_"
-
-
 def library_report(name: str, purpose: str, required: bool) -> list[str]:
-    """Lines describing one native library: where it is, whether it loads, what it was built with."""
+    """Lines describing one native library: where it is, whether it loads (with its ABI version),
+    what it was built with."""
     path = _native.find_library(name)
     label = _native.library_filename(name)
     if path is None:
@@ -86,23 +50,21 @@ def library_report(name: str, purpose: str, required: bool) -> list[str]:
                     "with CUDA, or build from source with nvcc on PATH (EXODUS_REQUIRE_CUDA=ON pip install .)"]
         return [f"{label}: not installed ({purpose})"]
     try:
-        dll = ctypes.CDLL(str(path))
-    except OSError as e:
+        lib = _native.NativeLibrary(name, path)
+    except _native.NativeLibraryError as e:
         return [f"{label}: BROKEN at {path}: {e}. Fix: reinstall exodus-lightning (pip install --force-reinstall "
                 "exodus-lightning)"]
-    lines = [f"{label}: loaded from {path} ({purpose})"]
-    prefix = _symbol_prefix(name)
-    abi = _call_int(dll, prefix + "abi_version")
-    if abi is not None and name in (_native.CPU_LIBRARY, _native.CUDA_LIBRARY) and abi != _native.ABI_VERSION:
-        lines.append(f"  ABI version {abi}, the Python package expects {_native.ABI_VERSION}: the package and the "
-                     "library come from different builds. Fix: reinstall exodus-lightning")
-    build = _call_str(dll, prefix + "build_info")
+    lines = [f"{label}: loaded from {path} ({purpose}), ABI version {_native.ABI_VERSION}"]
+    build = lib.build_info()
     if build:
         lines.append(f"  built with: {build}")
-    if name == _native.CUDA_LIBRARY:
-        runtime = _call_int(dll, "exodus_cuda_runtime_version") or 0
-        driver = _call_int(dll, "exodus_cuda_driver_version") or 0
-        count = _call_int(dll, "exodus_cuda_device_count")
+    if lib.kind == "cpu":
+        lines.append(f"  instruction sets: {', '.join(lib.available_isas())} available, using {lib.isa()} "
+                     f"(${_native.ISA_ENV} selects another)")
+    if lib.kind == "cuda":
+        runtime = int(lib.function("runtime_version")())
+        driver = int(lib.function("driver_version")())
+        count = int(lib.function("device_count")())
         lines.append(f"  CUDA runtime (static, built with): {_cuda_version_text(runtime)}")
         if driver <= 0:
             lines.append("  NVIDIA driver: none found (no GPU or no driver installed): the CUDA kernels are unused; "
@@ -113,12 +75,10 @@ def library_report(name: str, purpose: str, required: bool) -> list[str]:
                 lines.append(f"  the driver is older than the toolkit ({_cuda_version_text(runtime)}). Fix: update the "
                              "NVIDIA driver, or build from source with a toolkit the driver supports "
                              "(pip install --no-binary exodus-lightning exodus-lightning)")
-        if count is not None:
-            if count >= 0:
-                lines.append(f"  GPUs visible: {count}")
-            else:
-                err = _call_str(dll, "exodus_cuda_last_error") or ""
-                lines.append(f"  GPUs visible: none ({err})")
+        if count >= 0:
+            lines.append(f"  GPUs visible: {count}")
+        else:
+            lines.append(f"  GPUs visible: none ({lib.last_error()})")
     return lines
 
 

@@ -125,7 +125,7 @@ def test_native_error_is_a_runtime_error_with_the_native_message():
     args = _native.LeakyForwardArgs(B=1, T=1, N=1, dtype=0, device=0, stream=None, x=None, alpha=None,
                                     alpha_per_neuron=0, v0=None, norm_input=0, out=None)
     with pytest.raises(RuntimeError, match="exodus native error.*leaky_forward"):
-        _native.cpu().leaky_forward(args)
+        _native.cpu().call("leaky_forward", args)
 
 
 def test_cuda_launch_error_names_driver_and_toolkit():
@@ -141,7 +141,7 @@ def test_cuda_launch_error_names_driver_and_toolkit():
                                     alpha=alpha.data_ptr(), alpha_per_neuron=0, v0=None, norm_input=0,
                                     out=out.data_ptr())
     with pytest.raises(RuntimeError, match=r"CUDA error .*driver.*toolkit 1\d\.\d"):
-        lib.leaky_forward(args)
+        lib.call("leaky_forward", args)
 
 
 def test_missing_library_message(monkeypatch, tmp_path):

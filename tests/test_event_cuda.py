@@ -1,6 +1,6 @@
-"""The CUDA kernels of event-driven backpropagation (``libexodus_event_cuda``).
+"""The CUDA kernels of event-driven backpropagation (in ``libexodus_native_cuda``).
 
-Without a GPU (CI), the CUDA drivers compiled for the host (``libexodus_event_emulation``) run the
+Without a GPU (CI), the CUDA drivers compiled for the host (``libexodus_cuda_emulation``) run the
 GPU code path on the CPU and must equal the CPU driver: both call the per-neuron steps of
 ``event_neuron.h``, and the GPU forms the backward kernels eps/h by the same products as the CPU's
 tables. The real-GPU tests (marked ``cuda``) are skipped with the reason when no GPU is present.
@@ -9,7 +9,6 @@ tables. The real-GPU tests (marked ``cuda``) are skipped with the reason when no
 from __future__ import annotations
 
 import copy
-import ctypes
 
 import pytest
 import torch
@@ -132,72 +131,71 @@ def test_emulated_driver_reports_errors_like_the_gpu_driver(emulated) -> None:
     x = torch.rand(2, 4, 3, dtype=torch.float64)
     args = _forward_args(2, x)
     with pytest.raises(RuntimeError, match=r"srm_forward \(cuda\): the emulation supports float32 and float64 only"):
-        emulated.call("srm_forward", args)
+        emulated.call("event_srm_forward", args)
     args.dtype = 9
     with pytest.raises(RuntimeError, match="unsupported dtype tag 9"):
-        emulated.call("srm_forward", args)
+        emulated.call("event_srm_forward", args)
     args.dtype, args.decay_m = 1, 1.0
     with pytest.raises(RuntimeError, match=r"decays must lie in \(0, 1\)"):
-        emulated.call("srm_forward", args)
+        emulated.call("event_srm_forward", args)
     args.decay_m, args.theta = 0.9, 0.0
     with pytest.raises(RuntimeError, match="theta must be > 0"):
-        emulated.call("srm_forward", args)
+        emulated.call("event_srm_forward", args)
     args.theta, args.dug = 1.0, None
     with pytest.raises(RuntimeError, match="current, spikes, du and dug must not be NULL"):
-        emulated.call("srm_forward", args)
+        emulated.call("event_srm_forward", args)
     args.N = -1
     with pytest.raises(RuntimeError, match="B, T and N must be >= 0, got B=2, T=4, N=-1"):
-        emulated.call("srm_forward", args)
+        emulated.call("event_srm_forward", args)
     p = x.data_ptr()
     bw = event_ops.SRMBackwardArgs(B=2, T=4, N=3, dtype=1, grad_spikes=p, spikes=p, du=p, dug=p, decay_m=0.9,
                                    decay_s=0.8, decay_g=0.7, kappa=2.0, max_dudt_inv=0.0, e_w=None, e_in=p,
                                    device=0, stream=None)
     with pytest.raises(RuntimeError, match=r"srm_backward \(cuda\): grad_spikes, .* e_w and e_in must not be NULL"):
-        emulated.call("srm_backward", bw)
+        emulated.call("event_srm_backward", bw)
     # the Python op raises the native message through the emulation as it would through the GPU
-    with pytest.raises(RuntimeError, match=r"exodus_event_emulation\.srm_forward, code 1\): .*decays must lie"):
+    with pytest.raises(RuntimeError, match=r"exodus_cuda_emulation\.event_srm_forward, code 1\): .*decays must lie"):
         event_ops.srm_forward(x, 1.5, 0.8, 0.7, 2.0, 1.0, False)
 
 
 def test_cpu_library_ignores_device_fields_and_rejects_half_types() -> None:
     """ABI 2 appended device and stream; the CPU library takes them and reports half types clearly."""
-    assert event_ops.library().dll.exodus_event_abi_version() == event_ops.ABI_VERSION == 2
+    assert event_ops.library().dll.exodus_abi_version() == _native.ABI_VERSION
     with pytest.raises(TypeError, match="float16 and bfloat16 run on CUDA only"):
         event_ops.srm_forward(torch.zeros(1, 3, 2, dtype=torch.float16), 0.9, 0.8, 0.7, 2.0, 1.0, False)
 
 
 def test_missing_cuda_library_says_how_to_fix_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(event_ops, "_other", {})
+    monkeypatch.setattr(_native, "_loaded", {})
     real = _native.find_library
-    monkeypatch.setattr(_native, "find_library", lambda name: None if name == event_ops.CUDA_LIBRARY else real(name))
+    monkeypatch.setattr(_native, "find_library", lambda name: None if name == _native.CUDA_LIBRARY else real(name))
     with pytest.raises(_native.NativeLibraryError,
-                       match=r"CUDA tensor reached event-driven backpropagation.*libexodus_event_cuda.*nvcc.*CPU"):
+                       match=r"libexodus_native_cuda.*CUDA kernels.*nvcc.*CPU"):
         event_ops.for_device("cuda")
     with pytest.raises(_native.NativeLibraryError, match="CPU and CUDA tensors, not on 'mps'"):
         event_ops.for_device("mps")
 
 
 def test_event_cuda_library_was_installed() -> None:
-    """.ci/run builds with EXODUS_REQUIRE_CUDA=ON: the event CUDA library must be in the package."""
-    path = _native.find_library(event_ops.CUDA_LIBRARY)
-    assert path is not None, "libexodus_event_cuda was not built/installed (nvcc missing at install time?)"
-    lib = event_ops._EventLibrary(event_ops.CUDA_LIBRARY)  # loads without a GPU (static cudart), checks the ABI
-    fn = lib.dll.exodus_event_cuda_build_info
-    fn.restype = ctypes.c_char_p
-    info = fn().decode()
+    """.ci/run builds with EXODUS_REQUIRE_CUDA=ON: the event CUDA drivers must be in the package's CUDA library."""
+    path = _native.find_library(_native.CUDA_LIBRARY)
+    assert path is not None, "libexodus_native_cuda was not built/installed (nvcc missing at install time?)"
+    lib = _native.NativeLibrary(_native.CUDA_LIBRARY, path)  # loads without a GPU (static cudart), checks the ABI
+    assert lib.dll.exodus_event_cuda_srm_forward and lib.dll.exodus_event_cuda_srm_backward
+    info = lib.build_info()
     assert "toolkit" in info and "architectures" in info, info
     from exodus_lightning.info import report
 
-    assert f"libexodus_event_cuda.so: loaded from {path}" in report()
+    assert f"libexodus_native_cuda.so: loaded from {path}" in report()
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error path of a machine without a GPU")
 def test_cuda_library_without_a_gpu_reports_a_cuda_error() -> None:
-    lib = event_ops._EventLibrary(event_ops.CUDA_LIBRARY)
+    lib = _native.NativeLibrary(_native.CUDA_LIBRARY, _native.find_library(_native.CUDA_LIBRARY))
     x = torch.zeros(1, 2, 3)
-    with pytest.raises(RuntimeError, match=r"exodus_event_cuda\.srm_forward, code 3\): srm_forward \(cuda\): "
+    with pytest.raises(RuntimeError, match=r"exodus_native_cuda\.event_srm_forward, code 3\): srm_forward \(cuda\): "
                                            r"CUDA error"):
-        lib.call("srm_forward", _forward_args(0, x))
+        lib.call("event_srm_forward", _forward_args(0, x))
 
 
 # ------------------------------------------------------------------ real GPU

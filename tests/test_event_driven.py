@@ -165,7 +165,7 @@ def test_bad_input_errors() -> None:
 
 
 def test_missing_library_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(event_ops, "_lib", None)
+    monkeypatch.setattr(_native, "_loaded", {})
     monkeypatch.setattr(_native, "find_library", lambda name: None)
-    with pytest.raises(_native.NativeLibraryError, match="libexodus_event"):
+    with pytest.raises(_native.NativeLibraryError, match="libexodus_native"):
         event_ops.library()

@@ -189,10 +189,10 @@ def test_emulated_driver_reports_errors_like_the_gpu_driver(emulated):
                                     alpha=alpha.data_ptr(), alpha_per_neuron=0, v0=None, norm_input=0,
                                     out=out.data_ptr())
     with pytest.raises(RuntimeError, match="float32 and float64 only"):
-        emulated.leaky_forward(args)
+        emulated.call("leaky_forward", args)
     args.alpha = None
     with pytest.raises(RuntimeError, match="alpha and out are required"):
-        emulated.leaky_forward(args)
+        emulated.call("leaky_forward", args)
 
 
 def test_cuda_library_was_installed():

@@ -397,7 +397,7 @@ def sparse_cases(draw, empty: bool = False) -> dict:
     c |= dict(delay=draw(st.booleans()), strict=draw(st.booleans()), exact=draw(st.booleans()),
               b_th=draw(st.sampled_from([0.15, 0.4, math.inf])), reset_scale=draw(st.sampled_from([1.0, 0.7])),
               library=draw(st.sampled_from(["cpu", "emulation"])),
-              isa=draw(st.sampled_from([None, *sparse_ops.SparseLibrary.ISAS])),
+              isa=draw(st.sampled_from([None, *_native.ISAS])),
               input_mode=draw(st.sampled_from([0, 1, 2])), input_path=draw(st.sampled_from(["dots", "products"])),
               seed=draw(seeds), layouts=draw(st.lists(layouts, min_size=7, max_size=7)),
               expand_dims=draw(st.lists(st.integers(0, 2), min_size=7, max_size=7)))

@@ -1,5 +1,5 @@
 """Sparse spiking gradient descent on CUDA (issue 10): the CUDA drivers of native/src/sparse run on
-the CPU through the emulation library (libexodus_sparse_emulation) and must equal the CPU library
+the CPU through the emulation library (libexodus_cuda_emulation) and must equal the CPU library
 for every operation; their argument errors; the CUDA library is installed; and, on a machine with a
 GPU, the real kernels against the CPU (skipped with the reason otherwise)."""
 
@@ -231,27 +231,27 @@ def test_emulated_driver_reports_errors_like_the_gpu_driver(emulated):
     h = torch.rand(2, 4, 3, dtype=torch.float64)
     out = torch.empty_like(h)
     counts = torch.zeros(6, dtype=torch.int64)
-    emulated.forward(_forward_args(h, out, counts))  # valid
+    emulated.call("sparse_forward", _forward_args(h, out, counts))  # valid
     with pytest.raises(RuntimeError, match=r"forward \(cuda emulation\): dtype must be float32 \(0\) or float64 "
                                            r"\(1\), got 2"):
-        emulated.forward(_forward_args(h, out, counts, dtype=2))
+        emulated.call("sparse_forward", _forward_args(h, out, counts, dtype=2))
     with pytest.raises(RuntimeError, match=r"h is NULL \(24 elements expected\)"):
-        emulated.forward(_forward_args(h, out, counts, h=None))
+        emulated.call("sparse_forward", _forward_args(h, out, counts, h=None))
     with pytest.raises(RuntimeError, match=r"counts is NULL \(6 elements expected\)"):
-        emulated.forward(ops.ForwardArgs(B=2, T=4, N=3, dtype=1, h=h.data_ptr(), spikes=out.data_ptr(),
+        emulated.call("sparse_forward", ops.ForwardArgs(B=2, T=4, N=3, dtype=1, h=h.data_ptr(), spikes=out.data_ptr(),
                                          v=out.data_ptr()))
     with pytest.raises(RuntimeError, match=r"B \* T \* N overflows int64 \(4194304 \* 4194304 \* 4194304\)"):
-        emulated.forward(_forward_args(h, out, counts, B=2**22, T=2**22, N=2**22))
+        emulated.call("sparse_forward", _forward_args(h, out, counts, B=2**22, T=2**22, N=2**22))
     with pytest.raises(RuntimeError, match="negative size"):
-        emulated.forward(_forward_args(h, out, counts, B=-1))
+        emulated.call("sparse_forward", _forward_args(h, out, counts, B=-1))
     with pytest.raises(RuntimeError, match="T must fit in int32"):
-        emulated.forward(_forward_args(h, out, counts, T=2**31))
+        emulated.call("sparse_forward", _forward_args(h, out, counts, T=2**31))
     with pytest.raises(RuntimeError, match="trace is NULL"):
-        emulated.trace(ops.TraceArgs(B=2, T=4, N=3, dtype=1, x=h.data_ptr(), alpha=0.5, delay=1, trace=None))
+        emulated.call("sparse_trace", ops.TraceArgs(B=2, T=4, N=3, dtype=1, x=h.data_ptr(), alpha=0.5, delay=1, trace=None))
     with pytest.raises(RuntimeError, match="grad_spikes is NULL"):
-        emulated.dense_backward(ops.DenseBackwardArgs(B=2, T=4, N=3, dtype=0, v=h.data_ptr()))
+        emulated.call("sparse_dense_backward", ops.DenseBackwardArgs(B=2, T=4, N=3, dtype=0, v=h.data_ptr()))
     with pytest.raises(RuntimeError, match="offsets is NULL"):
-        emulated.collect(ops.CollectArgs(B=2, T=4, N=3, dtype=1, v=h.data_ptr()))
+        emulated.call("sparse_collect", ops.CollectArgs(B=2, T=4, N=3, dtype=1, v=h.data_ptr()))
 
     act = ops.active_set_from_mask(torch.rand(2, 4, 3) < 0.5)
     e = torch.empty(max(act.count, 1), dtype=torch.float64)
@@ -262,7 +262,7 @@ def test_emulated_driver_reports_errors_like_the_gpu_driver(emulated):
                     offsets=act.offsets.data_ptr(), times=act.times.data_ptr(), fvals=act.fvals.data_ptr(),
                     grad_spikes=h.data_ptr(), e=e.data_ptr(), powers=powers.data_ptr())
         args.update(kw)
-        emulated.backward(ops.BackwardArgs(**args))
+        emulated.call("sparse_backward", ops.BackwardArgs(**args))
 
     backward()  # valid
     for name in ("offsets", "times", "fvals", "grad_spikes", "e", "powers"):
@@ -279,7 +279,7 @@ def test_emulated_driver_reports_errors_like_the_gpu_driver(emulated):
     with pytest.raises(RuntimeError, match="negative N_in"):
         backward(N_in=-2)
     # the message names the operation and the library; the return code is the argument error (1)
-    with pytest.raises(RuntimeError, match=r"\(backward, code 1\): backward \(cuda emulation\)"):
+    with pytest.raises(RuntimeError, match=r"\.sparse_backward, code 1\): backward \(cuda emulation\)"):
         backward(powers=None)
 
 
@@ -298,20 +298,20 @@ def test_python_errors_name_the_argument():
 
 
 def test_missing_cuda_library_raises_clear_error(monkeypatch):
-    monkeypatch.setattr(ops, "_device_libs", {})
+    monkeypatch.setattr(_native, "_loaded", {})
     monkeypatch.setattr(_native, "find_library", lambda name: None)
-    with pytest.raises(_native.NativeLibraryError, match=r"libexodus_sparse_cuda\.so .*CUDA kernels.* not found.*nvcc"):
+    with pytest.raises(_native.NativeLibraryError, match=r"libexodus_native_cuda\.so not found.*CUDA kernels.*nvcc"):
         ops.for_device("cuda")
-    with pytest.raises(_native.NativeLibraryError, match=r"libexodus_sparse_emulation\.so"):
+    with pytest.raises(_native.NativeLibraryError, match=r"libexodus_cuda_emulation\.so"):
         ops.emulation_library()
 
 
 def test_sparse_cuda_library_was_installed():
-    """.ci/run builds with EXODUS_REQUIRE_CUDA=ON: the sparse CUDA library must be in the package,
-    and it loads without a GPU (static CUDA runtime)."""
-    path = _native.find_library(ops.CUDA_LIBRARY)
-    assert path is not None, "libexodus_sparse_cuda was not built/installed (nvcc missing at install time?)"
-    lib = ops.SparseLibrary(path, ops.CUDA_LIBRARY)
+    """.ci/run builds with EXODUS_REQUIRE_CUDA=ON: the sparse CUDA drivers must be in the package's CUDA
+    library, and it loads without a GPU (static CUDA runtime)."""
+    path = _native.find_library(_native.CUDA_LIBRARY)
+    assert path is not None, "libexodus_native_cuda was not built/installed (nvcc missing at install time?)"
+    lib = _native.NativeLibrary(_native.CUDA_LIBRARY, path)
     assert lib.device_drivers
     info = lib.build_info()
     assert "toolkit" in info and "architectures" in info, info
@@ -320,18 +320,18 @@ def test_sparse_cuda_library_was_installed():
 def test_cuda_library_checks_arguments_before_the_device():
     """The real CUDA library (loads without a GPU): argument errors come before any CUDA call, and
     without a GPU a valid call is a clean CUDA error with its fix, never a crash."""
-    path = _native.find_library(ops.CUDA_LIBRARY)
-    assert path is not None, "libexodus_sparse_cuda was not built/installed (nvcc missing at install time?)"
-    lib = ops.SparseLibrary(path, ops.CUDA_LIBRARY)
+    path = _native.find_library(_native.CUDA_LIBRARY)
+    assert path is not None, "libexodus_native_cuda was not built/installed (nvcc missing at install time?)"
+    lib = _native.NativeLibrary(_native.CUDA_LIBRARY, path)
     h = torch.rand(2, 4, 3, dtype=torch.float64)
     out, counts = torch.empty_like(h), torch.zeros(6, dtype=torch.int64)
     with pytest.raises(RuntimeError, match=r"code 1\): forward \(cuda\): dtype must be float32"):
-        lib.forward(_forward_args(h, out, counts, dtype=2))
+        lib.call("sparse_forward", _forward_args(h, out, counts, dtype=2))
     with pytest.raises(RuntimeError, match=r"code 1\): backward \(cuda\): offsets is NULL"):
-        lib.backward(ops.BackwardArgs(B=1, T=1, N_out=1, dtype=0))
+        lib.call("sparse_backward", ops.BackwardArgs(B=1, T=1, N_out=1, dtype=0))
     if not HAS_GPU:  # host pointers must never reach a real device
         with pytest.raises(RuntimeError, match=r"code 3\): forward \(cuda\): CUDA error"):
-            lib.forward(_forward_args(h, out, counts))
+            lib.call("sparse_forward", _forward_args(h, out, counts))
 
 
 # ------------------------------------------------------------------ real GPU

@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from exodus_lightning import losses
+from exodus_lightning import _native, losses
 from exodus_lightning.algorithms import sparse_sgd as S
 from exodus_lightning.ops import sparse as ops
 
@@ -17,7 +17,7 @@ D = torch.float64
 BETA = 100.0
 
 
-@pytest.fixture(params=ops.SparseLibrary.ISAS)
+@pytest.fixture(params=_native.ISAS)
 def cpu_isa(request):
     """Runs a test once per copy of the CPU kernels (baseline, AVX2, AVX-512: the same loops at
     different vector widths, so different SIMD tails), skipping the copies this CPU lacks."""
@@ -342,10 +342,10 @@ def test_native_input_mode_3_checks_its_arguments():
         off.data_ptr(), times.data_ptr(), one.data_ptr(), one.data_ptr(), one.data_ptr())
     args.in_offsets, args.in_times, args.grad_x, args.w_t = off.data_ptr(), times.data_ptr(), one.data_ptr(), one.data_ptr()
     with pytest.raises(RuntimeError, match=r"backward \(input_mode 3\): w is NULL \(1 elements expected\)"):
-        ops.library().backward(args)
+        ops.library().call("sparse_backward", args)
     args.input_mode = 4
     with pytest.raises(RuntimeError, match="input_mode must be 0, 1, 2 or 3"):
-        ops.library().backward(args)
+        ops.library().call("sparse_backward", args)
 
 
 @pytest.mark.usefixtures("cpu_isa")
@@ -454,11 +454,11 @@ def test_cpu_isa_selection_and_its_errors():
         with pytest.raises(ValueError, match="isa must be one of baseline, avx2, avx512"):
             lib.set_isa("neon")
         assert lib.isa() == available[-1]
-        for isa in set(ops.SparseLibrary.ISAS) - set(available):
+        for isa in set(_native.ISAS) - set(available):
             with pytest.raises(ValueError, match=f"lacks {isa}.*available: baseline"):
                 lib.set_isa(isa)
-        set_isa = lib.dll.exodus_sparse_set_isa
-        assert set_isa(7) != 0 and b"isa must be -1" in lib.dll.exodus_sparse_last_error()
+        set_isa = lib.dll.exodus_set_isa
+        assert set_isa(7) != 0 and "isa must be -1" in lib.last_error()
     finally:
         lib.set_isa(before)
     with pytest.raises(NotImplementedError, match="CPU-library feature"):
@@ -506,7 +506,7 @@ def test_info_reports_the_sparse_library_build_and_the_copy_in_use():
     from exodus_lightning.info import report
 
     lines = report().splitlines()
-    at = next(i for i, line in enumerate(lines) if "libexodus_sparse.so: loaded from" in line)
+    at = next(i for i, line in enumerate(lines) if "libexodus_native.so: loaded from" in line)
     assert lines[at + 1].strip().startswith("built with: cpu: C++17")
     assert "isa baseline" in lines[at + 1] and lines[at + 1].endswith(f"(using {ops.library().isa()})")
 
@@ -517,9 +517,9 @@ def test_unknown_isa_request_in_the_environment_warns():
 
     code = "from exodus_lightning.ops import sparse; print(sparse.library().isa())"
     r = subprocess.run([sys.executable, "-W", "always", "-c", code], capture_output=True, text=True,
-                       env={**__import__("os").environ, "EXODUS_SPARSE_ISA": "sse9"}, timeout=120)
+                       env={**__import__("os").environ, "EXODUS_ISA": "sse9"}, timeout=120)
     assert r.returncode == 0, r.stderr
-    assert "EXODUS_SPARSE_ISA='sse9'" in r.stderr and "available: baseline" in r.stderr
+    assert "EXODUS_ISA='sse9'" in r.stderr and "available: baseline" in r.stderr
     assert r.stdout.strip() == ops.library().available_isas()[-1]
 
 
@@ -544,9 +544,7 @@ def test_float32_forward_is_bitwise_the_reference_loop():
 
 
 def test_missing_library_raises_clear_error(monkeypatch):
-    from exodus_lightning import _native
-
-    monkeypatch.setattr(ops, "_lib", None)
+    monkeypatch.setattr(_native, "_loaded", {})
     monkeypatch.setattr(_native, "find_library", lambda name: None)
-    with pytest.raises(_native.NativeLibraryError, match="exodus_sparse"):
+    with pytest.raises(_native.NativeLibraryError, match="exodus_native"):
         ops.library()

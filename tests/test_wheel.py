@@ -33,8 +33,7 @@ def wheel(tmp_path_factory) -> Path:
 def test_wheel_tag_and_contents(wheel):
     assert "-py3-none-" in wheel.name, wheel.name
     names = zipfile.ZipFile(wheel).namelist()
-    for lib in ("libexodus_native.so", "libexodus_native_cuda.so", "libexodus_event_cuda.so",
-                "libexodus_sparse_cuda.so"):
+    for lib in ("libexodus_native.so", "libexodus_native_cuda.so", "libexodus_cuda_emulation.so"):
         assert f"exodus_lightning/_lib/{lib}" in names, names
 
 

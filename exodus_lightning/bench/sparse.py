@@ -30,6 +30,7 @@ from typing import Optional
 
 import torch
 
+from exodus_lightning import _native
 from exodus_lightning.ops import sparse as ops
 
 HIDDEN = (200, 500, 1000)
@@ -93,7 +94,7 @@ def paired_speedup(dense_s: list[float], sparse_s: list[float]) -> float:
 def run(B: int, T: int, hidden: tuple[int, ...], activity: tuple[float, ...], repeats: int,
         isas: tuple[Optional[str], ...] = (None,)) -> list[dict]:
     """Rows of the table: per hidden size, activity and copy of the CPU kernels (``isas``: names of
-    :attr:`SparseLibrary.ISAS`, ``None`` the best), every copy and the dense step timed in the same
+    :data:`exodus_lightning._native.ISAS`, ``None`` the best), every copy and the dense step timed in the same
     rounds, so the copies' times compare within a round as the speed-ups do."""
     lib = ops.library()
     before = lib.isa()
@@ -108,7 +109,7 @@ def run(B: int, T: int, hidden: tuple[int, ...], activity: tuple[float, ...], re
     return rows
 
 
-def _run_case(lib: ops.SparseLibrary, c: dict, N: int, rho: float, isas: list[str], repeats: int) -> list[dict]:
+def _run_case(lib: _native.NativeLibrary, c: dict, N: int, rho: float, isas: list[str], repeats: int) -> list[dict]:
     # Warm-up, round-robin like the timed runs: library load, OpenMP pool, and the allocator's
     # adaptive thresholds (the first large allocations fault their pages in).
     for _ in range(2):
@@ -158,7 +159,7 @@ def bench_sparse(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--activity", type=float, nargs="+", default=list(ACTIVITY),
                    help="fractions of active entries (default 0.005 ... 0.5)")
     p.add_argument("--repeats", type=int, default=3, help="timed repeats (median)")
-    p.add_argument("--isa", nargs="+", default=None, choices=ops.SparseLibrary.ISAS,
+    p.add_argument("--isa", nargs="+", default=None, choices=_native.ISAS,
                    help="copies of the CPU kernels to time, each in the same rounds (default: the best "
                         "this CPU runs; `exodus-lightning info` lists the build's)")
     args = p.parse_args(argv)

@@ -1,4 +1,5 @@
-"""Helpers shared by the custom ops: pointers, dtype tags and streams for the native C ABI."""
+"""Helpers shared by the core custom ops (LIF, leaky): operand checks, the launch context of a call
+(library, dtype tag, device, stream; from :mod:`exodus_lightning._native`) and autocast registration."""
 
 from __future__ import annotations
 
@@ -8,61 +9,10 @@ import torch
 
 from exodus_lightning import _native
 
-_DTYPE_TAG = {
-    torch.float32: _native.DTYPE_TAGS["float32"],
-    torch.float64: _native.DTYPE_TAGS["float64"],
-    torch.float16: _native.DTYPE_TAGS["float16"],
-    torch.bfloat16: _native.DTYPE_TAGS["bfloat16"],
-}
-
 
 def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
     """State and parameter dtype of the kernels: float64 for float64 data, float32 otherwise."""
     return torch.float64 if dtype == torch.float64 else torch.float32
-
-
-class Pointers:
-    """Raw pointers of the tensors of one native call, as the C ABIs read them: contiguous, and NULL
-    for an absent or empty tensor (an empty tensor's ``data_ptr()`` is 0, or, for an empty view,
-    an address nothing may be read at).
-
-    An input that is not contiguous (transposed, sliced with a step, expanded with stride 0, ...)
-    is copied, and every tensor handed out is held until the ``with`` block ends: the pointer of a
-    temporary (``t.contiguous().data_ptr()``) would outlive its memory, and the kernel would read
-    freed memory.  Use one per call, around the call::
-
-        with Pointers() as ptr:
-            lib.leaky_forward(LeakyForwardArgs(x=ptr(x), out=ptr.out(out), ...))
-    """
-
-    def __init__(self) -> None:
-        self._held: list[torch.Tensor] = []
-
-    def __enter__(self) -> "Pointers":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._held.clear()
-
-    def __call__(self, t: Optional[torch.Tensor]) -> Optional[int]:
-        """Pointer to an input (a contiguous copy of it when it is strided)."""
-        if t is None:
-            return None
-        return self._hold(t.contiguous())
-
-    def out(self, t: Optional[torch.Tensor]) -> Optional[int]:
-        """Pointer to an output the op allocated: it must be contiguous, since a copy would receive
-        the results and be thrown away."""
-        if t is None:
-            return None
-        if not t.is_contiguous():
-            raise RuntimeError(f"exodus-lightning internal error: an output of shape {tuple(t.shape)} with strides "
-                               f"{t.stride()} is not contiguous")
-        return self._hold(t)
-
-    def _hold(self, t: torch.Tensor) -> Optional[int]:
-        self._held.append(t)
-        return t.data_ptr() if t.numel() else None
 
 
 Named = tuple[tuple[str, Optional[torch.Tensor]], ...]
@@ -90,19 +40,9 @@ def check_operands(x: torch.Tensor, params: Named, states: Named = (), traces: N
 
 def launch_context(x: torch.Tensor) -> tuple[_native.NativeLibrary, int, int, Optional[int]]:
     """(library, dtype tag, device index, stream) for a call on ``x``'s device."""
-    dev = x.device
-    lib = _native.for_device(dev.type)
-    if dev.type == "cpu" and x.dtype not in (torch.float32, torch.float64):
-        raise TypeError(
-            f"exodus-lightning: {x.dtype} is supported on CUDA only; on the CPU use float32 or float64"
-        )
-    stream = None
-    index = 0
-    if dev.type == "cuda":
-        index = dev.index if dev.index is not None else torch.cuda.current_device()
-        # The caller's current stream of the tensor's own device (multi-GPU safe).
-        stream = torch.cuda.current_stream(index).cuda_stream
-    return lib, _DTYPE_TAG[x.dtype], index, stream
+    lib = _native.for_device(x.device.type)
+    device, stream = _native.device_and_stream(x)
+    return lib, _native.dtype_tag(x, "x"), device, stream
 
 
 def float32_under_autocast(op: str, device_types: tuple[str, ...] = ("cpu",)) -> None:

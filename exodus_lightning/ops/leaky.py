@@ -12,8 +12,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from exodus_lightning import _native
-from exodus_lightning.ops._common import Pointers, check_operands, float32_under_autocast, launch_context
+from exodus_lightning.ops._common import check_operands, float32_under_autocast, launch_context
 
 
 @torch.library.custom_op("exodus::leaky_forward", mutates_args=())
@@ -22,11 +21,10 @@ def leaky_forward(x: Tensor, alpha: Tensor, v0: Optional[Tensor], norm_input: bo
     check_operands(x, (("alpha", alpha),), (("v0", v0),))
     lib, tag, device, stream = launch_context(x)
     out = x.new_empty((B, T, N))
-    with Pointers() as ptr:
-        lib.leaky_forward(_native.LeakyForwardArgs(
-            B=B, T=T, N=N, dtype=tag, device=device, stream=stream, x=ptr(x), alpha=ptr(alpha),
-            alpha_per_neuron=int(alpha.numel() > 1), v0=ptr(v0), norm_input=int(norm_input), out=ptr.out(out),
-        ))
+    lib.call(
+        "leaky_forward", B=B, T=T, N=N, dtype=tag, device=device, stream=stream, x=x, alpha=alpha,
+        alpha_per_neuron=int(alpha.numel() > 1), v0=v0, norm_input=int(norm_input), out=out,
+    )
     return out
 
 
@@ -50,13 +48,12 @@ def leaky_backward(
     grad_x = grad_out.new_empty((B, T, N))
     grad_v0 = grad_out.new_empty((B, N))
     grad_alpha = grad_out.new_empty((B, N)) if need_alpha_grad else grad_out.new_empty((0,))
-    with Pointers() as ptr:
-        lib.leaky_backward(_native.LeakyBackwardArgs(
-            B=B, T=T, N=N, dtype=tag, device=device, stream=stream, grad_out=ptr(grad_out), alpha=ptr(alpha),
-            alpha_per_neuron=int(alpha.numel() > 1), v0=ptr(v0), out=ptr(out), x=ptr(x),
-            norm_input=int(norm_input), grad_x=ptr.out(grad_x), grad_v0=ptr.out(grad_v0),
-            grad_alpha=ptr.out(grad_alpha),
-        ))
+    lib.call(
+        "leaky_backward", B=B, T=T, N=N, dtype=tag, device=device, stream=stream, grad_out=grad_out, alpha=alpha,
+        alpha_per_neuron=int(alpha.numel() > 1), v0=v0, out=out, x=x,
+        norm_input=int(norm_input), grad_x=grad_x, grad_v0=grad_v0,
+        grad_alpha=grad_alpha,
+    )
     return grad_x, grad_v0, grad_alpha
 
 

@@ -6,7 +6,7 @@ only the op's inputs; so forward and backward are two ops, and :class:`LIFFuncti
 forward op, saves the pre-reset membrane ``v``, and in its backward evaluates the surrogate —
 fused in the kernel for the built-ins, or any callable computed in PyTorch — before calling the
 backward op.  The ops take ``(B, T, N)`` tensors of any strides (the kernels get contiguous copies,
-:class:`~exodus_lightning.ops._common.Pointers`); parameters are ``(N,)`` or ``(1,)`` in the
+:meth:`exodus_lightning._native.NativeLibrary.call`); parameters are ``(N,)`` or ``(1,)`` in the
 accumulation dtype.
 """
 
@@ -17,8 +17,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from exodus_lightning import _native
-from exodus_lightning.ops._common import Pointers, check_operands, float32_under_autocast, launch_context
+from exodus_lightning.ops._common import check_operands, float32_under_autocast, launch_context
 
 RESET_MODES = {"subtract": 0, "zero": 1}
 BACKWARD_MODES = {"exodus": 0, "slayer": 1}
@@ -50,19 +49,18 @@ def lif_forward(
     i_final = x.new_zeros((B, N))
     i_trace = x.new_empty((B, T, N)) if return_i_trace else x.new_empty((0,))
     nonfinite = x.new_zeros((1,) if check_finite else (0,), dtype=torch.int32)
-    with Pointers() as ptr:
-        lib.lif_forward(_native.LifForwardArgs(
-            B=B, T=T, N=N, dtype=tag, device=device, stream=stream,
-            x=ptr(x), alpha=ptr(alpha), theta=ptr(theta), beta=ptr(beta),
-            alpha_per_neuron=int(alpha.numel() > 1), theta_per_neuron=int(theta.numel() > 1),
-            beta_per_neuron=int(beta is not None and beta.numel() > 1),
-            v0=ptr(v0), i0=ptr(i0),
-            reset_mode=reset_mode, max_spikes=max_spikes, has_clamp=int(v_min is not None),
-            v_min=float(v_min) if v_min is not None else 0.0, norm_input=int(norm_input),
-            spikes=ptr.out(spikes), v=ptr.out(v), v_final=ptr.out(v_final),
-            i_final=ptr.out(i_final) if beta is not None else None, i_trace=ptr.out(i_trace),
-            nonfinite=ptr.out(nonfinite),
-        ))
+    lib.call(
+        "lif_forward", B=B, T=T, N=N, dtype=tag, device=device, stream=stream,
+        x=x, alpha=alpha, theta=theta, beta=beta,
+        alpha_per_neuron=int(alpha.numel() > 1), theta_per_neuron=int(theta.numel() > 1),
+        beta_per_neuron=int(beta is not None and beta.numel() > 1),
+        v0=v0, i0=i0,
+        reset_mode=reset_mode, max_spikes=max_spikes, has_clamp=int(v_min is not None),
+        v_min=float(v_min) if v_min is not None else 0.0, norm_input=int(norm_input),
+        spikes=spikes, v=v, v_final=v_final,
+        i_final=i_final if beta is not None else None, i_trace=i_trace,
+        nonfinite=nonfinite,
+    )
     return spikes, v, v_final, i_final, i_trace, nonfinite
 
 
@@ -111,22 +109,21 @@ def lif_backward(
     grad_v0 = v.new_empty((B, N))
     grad_i0 = v.new_zeros((B, N))
     grad_alpha = v.new_empty((B, N)) if need_alpha_grad else v.new_empty((0,))
-    with Pointers() as ptr:
-        lib.lif_backward(_native.LifBackwardArgs(
-            B=B, T=T, N=N, dtype=tag, device=device, stream=stream,
-            grad_spikes=ptr(grad_spikes), grad_v=ptr(grad_v), grad_v_final=ptr(grad_v_final),
-            grad_i_final=ptr(grad_i_final), v=ptr(v), surrogate=ptr(surrogate),
-            surrogate_id=surrogate_id, surrogate_p0=surrogate_p0, surrogate_p1=surrogate_p1,
-            surrogate_p2=surrogate_p2, alpha=ptr(alpha), theta=ptr(theta), beta=ptr(beta),
-            alpha_per_neuron=int(alpha.numel() > 1), theta_per_neuron=int(theta.numel() > 1),
-            beta_per_neuron=int(beta is not None and beta.numel() > 1),
-            v0=ptr(v0), i_trace=ptr(i_trace),
-            reset_mode=reset_mode, max_spikes=max_spikes, has_clamp=int(v_min is not None),
-            v_min=float(v_min) if v_min is not None else 0.0, norm_input=int(norm_input),
-            backward_mode=backward_mode,
-            grad_x=ptr.out(grad_x), grad_v0=ptr.out(grad_v0),
-            grad_i0=ptr.out(grad_i0) if beta is not None else None, grad_alpha=ptr.out(grad_alpha),
-        ))
+    lib.call(
+        "lif_backward", B=B, T=T, N=N, dtype=tag, device=device, stream=stream,
+        grad_spikes=grad_spikes, grad_v=grad_v, grad_v_final=grad_v_final,
+        grad_i_final=grad_i_final, v=v, surrogate=surrogate,
+        surrogate_id=surrogate_id, surrogate_p0=surrogate_p0, surrogate_p1=surrogate_p1,
+        surrogate_p2=surrogate_p2, alpha=alpha, theta=theta, beta=beta,
+        alpha_per_neuron=int(alpha.numel() > 1), theta_per_neuron=int(theta.numel() > 1),
+        beta_per_neuron=int(beta is not None and beta.numel() > 1),
+        v0=v0, i_trace=i_trace,
+        reset_mode=reset_mode, max_spikes=max_spikes, has_clamp=int(v_min is not None),
+        v_min=float(v_min) if v_min is not None else 0.0, norm_input=int(norm_input),
+        backward_mode=backward_mode,
+        grad_x=grad_x, grad_v0=grad_v0,
+        grad_i0=grad_i0 if beta is not None else None, grad_alpha=grad_alpha,
+    )
     return grad_x, grad_v0, grad_i0, grad_alpha
 
 

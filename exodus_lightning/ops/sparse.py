@@ -1,5 +1,5 @@
-"""ctypes binding of ``libexodus_sparse`` (sparse spiking gradient descent, S3GD; Perez-Nieves &
-Goodman, NeurIPS 2021) — see ``native/include/exodus/sparse_api.h`` for the C ABI.
+"""The sparse spiking gradient descent kernels (S3GD; Perez-Nieves & Goodman, NeurIPS 2021) of the
+native libraries — see ``native/include/exodus/sparse_api.h`` for the C ABI.
 
 The kernels work on one fused Linear+LIF layer ``h = x W^T`` (``W`` of shape ``(N_out, N_in)``):
 
@@ -12,273 +12,42 @@ The kernels work on one fused Linear+LIF layer ``h = x W^T`` (``W`` of shape ``(
   input gradient written only at the input layer's active entries (suppl. B, C);
 * :func:`dense_backward` — the dense reverse scan with the same truncated surrogate (baseline).
 
-float32 / float64 on CPU and CUDA tensors.  Each device has its library with the same C entry points:
-``libexodus_sparse`` (CPU, OpenMP), ``libexodus_sparse_cuda`` (loaded lazily, the first time a CUDA tensor
-arrives; the kernels run on the caller's current stream of the tensors' own device) and
-``libexodus_sparse_emulation`` (the CUDA drivers compiled for the host; the tests route CPU calls to it
-by replacing :func:`for_device`).  The sums are deterministic on both devices (no atomics: every output
+float32 / float64 on CPU and CUDA tensors, through the registry of :mod:`exodus_lightning._native`:
+the CPU library (OpenMP), the CUDA library (loaded lazily, the first time a CUDA tensor arrives; the
+kernels run on the caller's current stream of the tensors' own device) and the emulation library (the
+CUDA drivers compiled for the host; the tests route CPU calls to it by replacing :func:`for_device`).  The sums are deterministic on both devices (no atomics: every output
 element is written by one thread in a fixed order).  The CUDA drivers need workspaces the CPU does not
 (a table of ``alpha^n``, the needed times of the input layer per sample and the delta at those times),
 allocated here with the torch allocator on the tensors' device.
 
 The CPU library holds copies of its kernels for several instruction sets (baseline x86-64 / the
 build's target, AVX2, AVX-512; the same source at different vector widths, giving the same bits) and
-runs the best one the CPU has; :meth:`SparseLibrary.set_isa` or ``$EXODUS_SPARSE_ISA`` picks another (tests, benchmarks).
+runs the best one the CPU has; :meth:`~exodus_lightning._native.NativeLibrary.set_isa` or
+``$EXODUS_ISA`` picks another (tests, benchmarks).
 """
 
 from __future__ import annotations
 
-import ctypes
-import os
-import threading
-import warnings
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Optional
 
 import torch
 from torch import Tensor
 
 from exodus_lightning import _native
-from exodus_lightning.ops._common import Pointers
-
-LIBRARY = "exodus_sparse"
-CUDA_LIBRARY = "exodus_sparse_cuda"
-EMULATION_LIBRARY = "exodus_sparse_emulation"
-# 3: input_mode 3 (input gradient by products, CPU); 4: CPU isa selection; 5: collect's status element,
-# NULL for empty tensors, grad_w alone asks for the weight gradient
-ABI_VERSION = 5
-
-# Exported-name prefix of each library (the same operations and argument structs in all three).
-_PREFIXES = {LIBRARY: "exodus_sparse_", CUDA_LIBRARY: "exodus_sparse_cuda_", EMULATION_LIBRARY: "exodus_sparse_emu_"}
-
-_vp = ctypes.c_void_p
-_i64 = ctypes.c_int64
-_i32 = ctypes.c_int32
-_f64 = ctypes.c_double
-_pi64 = ctypes.POINTER(ctypes.c_int64)
-_pi32 = ctypes.POINTER(ctypes.c_int32)
-
-# ABI 2: every struct ends with the device index and the caller's stream (ignored by the CPU library).
-_WHERE = [("device", _i32), ("stream", _vp)]
+from exodus_lightning._native import SparseBackwardArgs as BackwardArgs
+from exodus_lightning._native import SparseCollectArgs as CollectArgs
+from exodus_lightning._native import SparseDenseBackwardArgs as DenseBackwardArgs
+from exodus_lightning._native import SparseForwardArgs as ForwardArgs
+from exodus_lightning._native import SparseTraceArgs as TraceArgs
+# The ops look for_device up in this module at each call: the tests replace it to route CPU tensors
+# to emulation_library, the CUDA drivers compiled for the host.
+from exodus_lightning._native import cpu as library, cuda as cuda_library, emulation as emulation_library, for_device
 
 
-class ForwardArgs(ctypes.Structure):
-    _fields_ = [("B", _i64), ("T", _i64), ("N", _i64), ("dtype", _i32), ("h", _vp),
-                ("alpha", _f64), ("theta", _f64), ("reset_scale", _f64), ("b_th", _f64), ("beta_s", _f64),
-                ("delay", _i32), ("strict", _i32), ("spikes", _vp), ("v", _vp), ("counts", _vp)] + _WHERE
-
-
-class CollectArgs(ctypes.Structure):
-    _fields_ = [("B", _i64), ("T", _i64), ("N", _i64), ("dtype", _i32), ("v", _vp),
-                ("theta", _f64), ("b_th", _f64), ("beta_s", _f64), ("offsets", _vp), ("times", _vp),
-                ("fvals", _vp)] + _WHERE
-
-
-class TraceArgs(ctypes.Structure):
-    _fields_ = [("B", _i64), ("T", _i64), ("N", _i64), ("dtype", _i32), ("x", _vp), ("alpha", _f64),
-                ("delay", _i32), ("trace", _vp)] + _WHERE
-
-
-class BackwardArgs(ctypes.Structure):
-    _fields_ = [("B", _i64), ("T", _i64), ("N_out", _i64), ("N_in", _i64), ("dtype", _i32),
-                ("alpha", _f64), ("reset_scale", _f64), ("exact", _i32), ("delay", _i32),
-                ("offsets", _vp), ("times", _vp), ("fvals", _vp), ("grad_spikes", _vp), ("e", _vp),
-                ("trace", _vp), ("grad_w", _vp), ("input_mode", _i32), ("delta", _vp), ("w_t", _vp),
-                ("in_offsets", _vp), ("in_times", _vp), ("workspace", _vp), ("n_workspaces", _i64),
-                ("grad_x", _vp)] + _WHERE + [
-                ("powers", _vp), ("need_offsets", _vp), ("need_times", _vp), ("need_index", _vp), ("w", _vp),
-                ("delta_needed", _vp)]
-
-
-class DenseBackwardArgs(ctypes.Structure):
-    _fields_ = [("B", _i64), ("T", _i64), ("N", _i64), ("dtype", _i32), ("v", _vp), ("grad_spikes", _vp),
-                ("alpha", _f64), ("theta", _f64), ("reset_scale", _f64), ("b_th", _f64), ("beta_s", _f64),
-                ("exact", _i32), ("delay", _i32), ("delta", _vp)] + _WHERE
-
-
-_DTYPES = {torch.float32: 0, torch.float64: 1}
-
-
-class SparseLibrary:
-    """One loaded sparse-SGD library (CPU, CUDA or the CUDA emulation) with checked entry points
-    ``forward``, ``collect``, ``trace``, ``backward`` and ``dense_backward`` taking the argument structs."""
-
-    def __init__(self, path, name: str = LIBRARY) -> None:
-        self.name, self.path = name, path
-        # The CUDA drivers (and their emulation) take the extra workspaces of BackwardArgs.
-        self.device_drivers = name != LIBRARY
-        self.prefix = prefix = _PREFIXES[name]
-        try:
-            self.dll = ctypes.CDLL(str(path))
-        except OSError as e:
-            raise _native.NativeLibraryError(
-                f"exodus-lightning: the sparse-SGD library {path} exists but cannot be loaded: {e}. "
-                "Rebuild the package (pip install -e . / pip install .)."
-            ) from e
-        getattr(self.dll, prefix + "last_error").restype = ctypes.c_char_p
-        getattr(self.dll, prefix + "abi_version").restype = _i32
-        abi = getattr(self.dll, prefix + "abi_version")()
-        if abi != ABI_VERSION:
-            raise _native.NativeLibraryError(
-                f"exodus-lightning: {path} has sparse ABI version {abi}, expected {ABI_VERSION}; "
-                "the package and its native libraries come from different builds. Reinstall exodus-lightning."
-            )
-        for op, struct in [("forward", ForwardArgs), ("collect", CollectArgs), ("trace", TraceArgs),
-                           ("backward", BackwardArgs), ("dense_backward", DenseBackwardArgs)]:
-            fn = getattr(self.dll, prefix + op)
-            fn.restype = _i32
-            fn.argtypes = [ctypes.POINTER(struct)]
-            setattr(self, op, self._checked(fn, op))
-
-    def _checked(self, fn, op: str) -> Callable:
-        last_error = getattr(self.dll, self.prefix + "last_error")
-
-        def call(args) -> None:
-            rc = fn(ctypes.byref(args))
-            if rc != 0:
-                msg = (last_error() or b"").decode("utf-8", "replace")
-                raise RuntimeError(f"exodus sparse native error ({op}, code {rc}): {msg}")
-
-        return call
-
-    def max_threads(self) -> int:
-        """OpenMP threads of the CPU library (1 for the others: they need no per-thread workspace)."""
-        fn = getattr(self.dll, self.prefix + "max_threads", None)
-        if fn is None:
-            return 1
-        fn.restype = _i32
-        return int(fn())
-
-    def build_info(self) -> str:
-        """How the library was built: toolkit and architectures (CUDA), OpenMP and the kernel copies
-        (CPU: ``isa baseline+avx2+avx512 (using avx512)``); "" for the emulation."""
-        fn = getattr(self.dll, self.prefix + "build_info", None)
-        if fn is None:
-            return ""
-        fn.restype = ctypes.c_char_p
-        return fn().decode()
-
-    # The copies of the CPU kernels (sparse_cpu.cpp): the same loops compiled for each ISA.
-    ISAS = ("baseline", "avx2", "avx512")
-
-    def _isa_fn(self, op: str):
-        fn = getattr(self.dll, self.prefix + op, None)
-        if fn is None:
-            raise NotImplementedError(f"{self.name} has one copy of its kernels; ISA selection is a CPU-library feature")
-        fn.restype = _i32
-        return fn
-
-    def available_isas(self) -> list[str]:
-        """The copies of the kernels this CPU and this build can run, slowest first."""
-        fn = self._isa_fn("isa_available")
-        fn.argtypes = [_i32]
-        return [name for i, name in enumerate(self.ISAS) if fn(i)]
-
-    def isa(self) -> str:
-        """The copy of the kernels in use: the best available one unless :meth:`set_isa` or
-        ``$EXODUS_SPARSE_ISA`` chose another."""
-        return self.ISAS[self._isa_fn("isa")()]
-
-    def set_isa(self, isa: Optional[str]) -> None:
-        """Run the kernels' ``isa`` copy (one of :attr:`ISAS`; ``None``: the best available) from now
-        on, for every thread.  The copies give the same bits (no FMA, sums over a fixed lane layout);
-        for tests and benchmarks: not safe while another thread runs them."""
-        if isa is not None and isa not in self.ISAS:
-            raise ValueError(f"set_isa: isa must be one of {', '.join(self.ISAS)} or None (the best), got {isa!r}")
-        fn = self._isa_fn("set_isa")
-        fn.argtypes = [_i32]
-        if fn(-1 if isa is None else self.ISAS.index(isa)) != 0:
-            msg = (getattr(self.dll, self.prefix + "last_error")() or b"").decode("utf-8", "replace")
-            raise ValueError(f"set_isa: {msg} (available: {', '.join(self.available_isas())})")
-
-
-_lock = threading.Lock()
-_lib: Optional[SparseLibrary] = None  # the CPU library
-_device_libs: dict[str, SparseLibrary] = {}
-
-_BUILD_HINT = {
-    LIBRARY: "It is built from native/src/sparse by the package build: reinstall (pip install --force-reinstall "
-             "exodus-lightning) or rebuild from source (pip install .), or point $EXODUS_NATIVE_LIB at the folder "
-             "holding it.",
-    CUDA_LIBRARY: "It is built when nvcc is found at install time: reinstall from source with a CUDA toolkit on PATH "
-                  "(EXODUS_REQUIRE_CUDA=ON pip install . makes a missing toolkit a build error), point "
-                  "$EXODUS_NATIVE_LIB at the folder holding it, or move the tensors to the CPU.",
-    EMULATION_LIBRARY: "It is built with the package (tests only): rebuild from source (pip install .) or point "
-                       "$EXODUS_NATIVE_LIB at the build folder.",
-}
-_PURPOSE = {LIBRARY: "sparse spiking gradient descent", CUDA_LIBRARY: "sparse spiking gradient descent, CUDA kernels",
-            EMULATION_LIBRARY: "sparse spiking gradient descent, CUDA drivers compiled for the host"}
-
-
-def _load(name: str) -> SparseLibrary:
-    path = _native.find_library(name)
-    if path is None:
-        where = ", ".join(str(d) for d in _native.candidate_dirs()) or "(no candidate folders)"
-        raise _native.NativeLibraryError(
-            f"exodus-lightning: native library {_native.library_filename(name)} ({_PURPOSE[name]}) not found "
-            f"(searched: {where}). {_BUILD_HINT[name]}")
-    return SparseLibrary(path, name)
-
-
-def library() -> SparseLibrary:
-    """Load (once) ``libexodus_sparse`` (CPU); raise :class:`NativeLibraryError` with a clear message if missing."""
-    global _lib
-    if _lib is None:
-        with _lock:
-            if _lib is None:
-                lib = _load(LIBRARY)
-                _check_isa_request(lib)
-                _lib = lib
-    return _lib
-
-
-def _check_isa_request(lib: SparseLibrary) -> None:
-    # The C side ignores an unknown or unavailable $EXODUS_SPARSE_ISA and runs the best copy.
-    asked = os.environ.get("EXODUS_SPARSE_ISA", "")
-    if asked and lib.isa() != asked:
-        warnings.warn(f"$EXODUS_SPARSE_ISA={asked!r} is not a kernel copy this CPU and build run "
-                      f"(available: {', '.join(lib.available_isas())}); using {lib.isa()}", RuntimeWarning,
-                      stacklevel=3)
-
-
-def _device_library(name: str) -> SparseLibrary:
-    lib = _device_libs.get(name)
-    if lib is None:
-        with _lock:
-            if name not in _device_libs:
-                _device_libs[name] = _load(name)
-            lib = _device_libs[name]
-    return lib
-
-
-def cuda_library() -> SparseLibrary:
-    """Load (once, lazily: the first CUDA call) ``libexodus_sparse_cuda``; a clear error if it is missing."""
-    return _device_library(CUDA_LIBRARY)
-
-
-def emulation_library() -> SparseLibrary:
-    """Load (once) ``libexodus_sparse_emulation``: the CUDA drivers compiled for the host (tests)."""
-    return _device_library(EMULATION_LIBRARY)
-
-
-def for_device(device_type: str) -> SparseLibrary:
-    """The library serving tensors of ``device_type`` ("cpu" or "cuda").  The tests replace this
-    function to send CPU tensors through :func:`emulation_library`."""
-    if device_type == "cpu":
-        return library()
-    if device_type == "cuda":
-        return cuda_library()
-    raise NotImplementedError(f"the sparse-SGD kernels run on CPU and CUDA tensors, not on {device_type!r}")
-
-
-def _launch(t: Tensor) -> tuple[SparseLibrary, int, Optional[int]]:
-    """(library, device index, stream) for a call on ``t``'s device: the caller's current stream of
-    the tensor's own device (multi-GPU safe)."""
-    lib = for_device(t.device.type)
-    if t.device.type != "cuda":
-        return lib, 0, None
-    index = t.device.index if t.device.index is not None else torch.cuda.current_device()
-    return lib, index, torch.cuda.current_stream(index).cuda_stream
+def _launch(t: Tensor) -> tuple[_native.NativeLibrary, int, Optional[int]]:
+    """(library, device index, stream) for a call on ``t``'s device."""
+    return (for_device(t.device.type),) + _native.device_and_stream(t)
 
 
 def check_tensor(t: Tensor, name: str, ndim: int = 3) -> None:
@@ -286,7 +55,7 @@ def check_tensor(t: Tensor, name: str, ndim: int = 3) -> None:
     NotImplementedError naming ``name``."""
     if not isinstance(t, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-    if t.dtype not in _DTYPES:
+    if t.dtype not in (torch.float32, torch.float64):
         raise TypeError(f"{name} must be float32 or float64 for the sparse kernels, got {t.dtype}")
     if t.device.type not in ("cpu", "cuda"):
         raise NotImplementedError(
@@ -358,11 +127,9 @@ def lif_forward(h: Tensor, alpha: float, theta: float, reset_scale: float, b_th:
     spikes, v = h.new_empty((B, T, N)), h.new_empty((B, T, N))
     counts = torch.zeros(B * N, dtype=torch.int64, device=h.device)
     lib, device, stream = _launch(h)
-    with Pointers() as ptr:
-        lib.forward(ForwardArgs(B=B, T=T, N=N, dtype=_DTYPES[h.dtype], h=ptr(h), alpha=alpha, theta=theta,
-                                reset_scale=reset_scale, b_th=b_th, beta_s=beta_s, delay=int(delay),
-                                strict=int(strict), spikes=ptr.out(spikes), v=ptr.out(v), counts=ptr.out(counts),
-                                device=device, stream=stream))
+    lib.call("sparse_forward", B=B, T=T, N=N, dtype=_native.DTYPE_TAGS[h.dtype], h=h, alpha=alpha, theta=theta,
+             reset_scale=reset_scale, b_th=b_th, beta_s=beta_s, delay=int(delay), strict=int(strict), spikes=spikes,
+             v=v, counts=counts, device=device, stream=stream)
     return spikes, v, counts
 
 
@@ -383,10 +150,8 @@ def collect_active(v: Tensor, counts: Tensor, theta: float, b_th: float, beta_s:
     times[K] = 0
     fvals = torch.empty(max(K, 1), dtype=v.dtype, device=v.device)
     lib, device, stream = _launch(v)
-    with Pointers() as ptr:
-        lib.collect(CollectArgs(B=B, T=T, N=N, dtype=_DTYPES[v.dtype], v=ptr(v), theta=theta, b_th=b_th,
-                                beta_s=beta_s, offsets=ptr.out(offsets), times=ptr.out(times),
-                                fvals=ptr.out(fvals), device=device, stream=stream))
+    lib.call("sparse_collect", B=B, T=T, N=N, dtype=_native.DTYPE_TAGS[v.dtype], v=v, theta=theta, b_th=b_th,
+             beta_s=beta_s, offsets=offsets, times=times, fvals=fvals, device=device, stream=stream)
     if int(times[K]) < 0:
         raise ValueError("counts do not match the active entries of v: pass the counts lif_forward returned "
                          "with this v")
@@ -419,9 +184,8 @@ def input_trace(x: Tensor, alpha: float, delay: bool) -> Tensor:
     B, T, N = x.shape
     tr = x.new_empty((B, T, N))
     lib, device, stream = _launch(x)
-    with Pointers() as ptr:
-        lib.trace(TraceArgs(B=B, T=T, N=N, dtype=_DTYPES[x.dtype], x=ptr(x), alpha=alpha, delay=int(delay),
-                            trace=ptr.out(tr), device=device, stream=stream))
+    lib.call("sparse_trace", B=B, T=T, N=N, dtype=_native.DTYPE_TAGS[x.dtype], x=x, alpha=alpha, delay=int(delay),
+             trace=tr, device=device, stream=stream)
     return tr
 
 
@@ -525,62 +289,59 @@ def sparse_backward(active: ActiveSet, grad_spikes: Tensor, alpha: float, reset_
     lib, device, stream = _launch(grad_spikes)
     e = torch.empty(max(active.count, 1), dtype=dt, device=dev)
     out: dict[str, Tensor] = {"e": e}
-    # every tensor handed to the library is held by ptr until the call returns (the pointers are raw)
-    with Pointers() as ptr:
-        args = BackwardArgs(B=B, T=T, N_out=N, N_in=N_in, dtype=_DTYPES[dt], alpha=alpha, reset_scale=reset_scale,
-                            exact=int(exact), delay=int(delay), offsets=ptr(active.offsets), times=ptr(active.times),
-                            fvals=ptr(active.fvals), grad_spikes=ptr(grad_spikes), e=ptr.out(e),
-                            input_mode=input_mode, device=device, stream=stream)
+    args = dict(B=B, T=T, N_out=N, N_in=N_in, dtype=_native.DTYPE_TAGS[dt], alpha=alpha, reset_scale=reset_scale,
+                exact=int(exact), delay=int(delay), offsets=active.offsets, times=active.times,
+                fvals=active.fvals, grad_spikes=grad_spikes, e=e, input_mode=input_mode, device=device, stream=stream)
+    if lib.device_drivers:
+        args["powers"] = torch.empty(T + 1, dtype=dt, device=dev)
+    if trace is not None:
+        grad_w = torch.empty(N, N_in, dtype=dt, device=dev)
+        args["trace"], args["grad_w"] = trace, grad_w
+        out["grad_w"] = grad_w
+    if input_mode == 1:
+        delta = torch.empty(B, T, N, dtype=dt, device=dev)
+        args["delta"] = delta
+        out["delta"] = delta
+    elif input_mode == 2:
+        # The CPU library writes all of grad_x (zeroing each sample's slice in parallel); the CUDA
+        # drivers write the active entries only.
+        grad_x = (torch.zeros if lib.device_drivers else torch.empty)(B, T, N_in, dtype=dt, device=dev)
+        args["grad_x"] = grad_x
+        args["in_offsets"], args["in_times"] = input_active.offsets, input_active.times
+        # W itself for every path: the CUDA threads along i read its rows coalesced, the CPU product
+        # path reads a row per active output entry, the CPU dot-product path transposes it
+        args["w"] = weight.detach().to(dt)
+        workspace: Optional[Tensor] = None
         if lib.device_drivers:
-            args.powers = ptr.out(torch.empty(T + 1, dtype=dt, device=dev))
-        if trace is not None:
-            grad_w = torch.empty(N, N_in, dtype=dt, device=dev)
-            args.trace, args.grad_w = ptr(trace), ptr.out(grad_w)
-            out["grad_w"] = grad_w
-        if input_mode == 1:
-            delta = torch.empty(B, T, N, dtype=dt, device=dev)
-            args.delta = ptr.out(delta)
-            out["delta"] = delta
-        elif input_mode == 2:
-            # The CPU library writes all of grad_x (zeroing each sample's slice in parallel); the CUDA
-            # drivers write the active entries only.
-            grad_x = (torch.zeros if lib.device_drivers else torch.empty)(B, T, N_in, dtype=dt, device=dev)
-            args.grad_x = ptr.out(grad_x)
-            args.in_offsets, args.in_times = ptr(input_active.offsets), ptr(input_active.times)
-            # W itself for every path: the CUDA threads along i read its rows coalesced, the CPU product
-            # path reads a row per active output entry, the CPU dot-product path transposes it
-            args.w = ptr(weight.detach().to(dt))
-            workspace: Optional[Tensor] = None
-            if lib.device_drivers:
-                # delta at each sample's needed times
-                need_offsets, need_times, need_index = needed_times(input_active)
-                workspace = torch.empty(max(int(need_offsets[-1]), 1), N, dtype=dt, device=dev)
-                args.delta_needed = ptr.out(workspace)
-                args.need_offsets, args.need_times, args.need_index = (
-                    ptr(need_offsets), ptr(need_times), ptr(need_index))
-            elif input_path == "products" or (input_path == "auto" and products_are_cheaper(
-                    B, T, N, N_in, active.count, input_active.count)):
-                # mode 3: the library's only workspace is, per thread, one sample's errors (row pointer +
-                # value) and active inputs (int64) bucketed by time, three (T + 1) int64 index arrays and
-                # the scan's row of N_in (counted here for an average sample)
-                args.input_mode = 3
-                n_threads = max(1, min(lib.max_threads(), B))
-                size = grad_spikes.element_size()
-                per_sample_out, per_sample_in = -(-active.count // max(B, 1)), -(-input_active.count // max(B, 1))
-                workspace_bytes = n_threads * (per_sample_out * (8 + size) + per_sample_in * 8 + 3 * (T + 1) * 8
-                                               + N_in * size)
-            else:
-                # per-thread delta at the needed times; the library transposes W into the tail (rows of
-                # W^T make the dot products over j contiguous), in parallel and cache-blocked
-                n_ws = max(1, min(lib.max_threads(), B))
-                workspace = torch.empty(n_ws * T * N + N_in * N, dtype=dt, device=dev)
-                args.workspace, args.n_workspaces = ptr.out(workspace), n_ws
-            if workspace is not None:
-                workspace_bytes = workspace.numel() * workspace.element_size()
-            out["grad_x"] = grad_x
-            # W itself is the caller's and not counted
-            out["workspace_bytes"] = torch.tensor(workspace_bytes)
-        lib.backward(args)
+            # delta at each sample's needed times
+            need_offsets, need_times, need_index = needed_times(input_active)
+            workspace = torch.empty(max(int(need_offsets[-1]), 1), N, dtype=dt, device=dev)
+            args["delta_needed"] = workspace
+            args.update(need_offsets=need_offsets, need_times=need_times, need_index=need_index)
+        elif input_path == "products" or (input_path == "auto" and products_are_cheaper(
+                B, T, N, N_in, active.count, input_active.count)):
+            # mode 3: the library's only workspace is, per thread, one sample's errors (row pointer +
+            # value) and active inputs (int64) bucketed by time, three (T + 1) int64 index arrays and
+            # the scan's row of N_in (counted here for an average sample)
+            args["input_mode"] = 3
+            n_threads = max(1, min(lib.max_threads(), B))
+            size = grad_spikes.element_size()
+            per_sample_out, per_sample_in = -(-active.count // max(B, 1)), -(-input_active.count // max(B, 1))
+            workspace_bytes = n_threads * (per_sample_out * (8 + size) + per_sample_in * 8 + 3 * (T + 1) * 8
+                                           + N_in * size)
+        else:
+            # per-thread delta at the needed times; the library transposes W into the tail (rows of
+            # W^T make the dot products over j contiguous), in parallel and cache-blocked
+            n_ws = max(1, min(lib.max_threads(), B))
+            workspace = torch.empty(n_ws * T * N + N_in * N, dtype=dt, device=dev)
+            args["workspace"], args["n_workspaces"] = workspace, n_ws
+        if workspace is not None:
+            workspace_bytes = workspace.numel() * workspace.element_size()
+        out["grad_x"] = grad_x
+        # W itself is the caller's and not counted
+        out["workspace_bytes"] = torch.tensor(workspace_bytes)
+    # the registry holds every tensor (and its contiguous copy) until the call returns
+    lib.call("sparse_backward", **args)
     # Freeing the workspaces while the kernels run is safe: they were allocated on the stream the
     # kernels run on, and the caching allocator reuses a block only in that stream's order.
     return out
@@ -597,9 +358,7 @@ def dense_backward(v: Tensor, grad_spikes: Tensor, alpha: float, theta: float, r
     B, T, N = v.shape
     delta = v.new_empty((B, T, N))
     lib, device, stream = _launch(v)
-    with Pointers() as ptr:
-        lib.dense_backward(DenseBackwardArgs(
-            B=B, T=T, N=N, dtype=_DTYPES[v.dtype], v=ptr(v), grad_spikes=ptr(grad_spikes.to(v.dtype)), alpha=alpha,
-            theta=theta, reset_scale=reset_scale, b_th=b_th, beta_s=beta_s, exact=int(exact), delay=int(delay),
-            delta=ptr.out(delta), device=device, stream=stream))
+    lib.call("sparse_dense_backward", B=B, T=T, N=N, dtype=_native.DTYPE_TAGS[v.dtype], v=v,
+             grad_spikes=grad_spikes.to(v.dtype), alpha=alpha, theta=theta, reset_scale=reset_scale, b_th=b_th,
+             beta_s=beta_s, exact=int(exact), delay=int(delay), delta=delta, device=device, stream=stream)
     return delta

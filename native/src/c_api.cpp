@@ -1,13 +1,14 @@
-// extern "C" entry points of the CPU library: argument checks, instruction-set dispatch,
-// error codes and a thread-local last-error message.
+// extern "C" entry points of the core (LIF, leaky) in the CPU library: argument checks and the
+// choice of the kernels' copy selected by cpu/isa.cpp (cpu/cpu_baseline.cpp, cpu/cpu_avx2.cpp).
 #include <cstdio>
 #include <exception>
 #include <string>
 
 #include "exodus/c_api.h"
 #include "exodus/common.h"
-#include "exodus/cpu_build_info.h"
 #include "exodus/sizes.h"
+#include "cpu/isa.h"
+#include "runtime/last_error.h"
 
 namespace exodus {
 namespace baseline {
@@ -27,17 +28,10 @@ int32_t leaky_backward_entry(const exodus_leaky_backward_args&);
 
 namespace {
 
-thread_local std::string g_last_error;
-
-int32_t fail(int32_t code, const std::string& msg) {
-    g_last_error = msg;
-    return code;
-}
-
+// The core has baseline and AVX2 copies: the AVX2 one serves an AVX-512 selection too.
 bool use_avx2() {
 #if defined(EXODUS_HAVE_AVX2)
-    static const bool ok = __builtin_cpu_supports("avx2");
-    return ok;
+    return current_isa() >= EXODUS_ISA_AVX2;
 #else
     return false;
 #endif
@@ -84,25 +78,7 @@ using namespace exodus;
 
 extern "C" {
 
-int32_t exodus_abi_version(void) { return EXODUS_ABI_VERSION; }
-
-const char* exodus_last_error(void) { return g_last_error.c_str(); }
-
-const char* exodus_build_info(void) {
-    static std::string info = [] {
-        std::string s = exodus::cpu_toolchain_info();
-#if defined(EXODUS_HAVE_AVX2)
-        s += ", isa baseline+avx2 (using ";
-        s += use_avx2() ? "avx2)" : "baseline)";
-#else
-        s += ", isa baseline";
-#endif
-        return s;
-    }();
-    return info.c_str();
-}
-
-int32_t exodus_lif_forward(const exodus_lif_forward_args* a) {
+EXODUS_API int32_t exodus_lif_forward(const exodus_lif_forward_args* a) {
     const char* fn = "exodus_lif_forward";
     if (!a) return null_arg(fn, "args");
     if (int32_t rc = check_sizes(*a, fn)) return rc;
@@ -120,7 +96,7 @@ int32_t exodus_lif_forward(const exodus_lif_forward_args* a) {
     });
 }
 
-int32_t exodus_lif_backward(const exodus_lif_backward_args* a) {
+EXODUS_API int32_t exodus_lif_backward(const exodus_lif_backward_args* a) {
     const char* fn = "exodus_lif_backward";
     if (!a) return null_arg(fn, "args");
     if (int32_t rc = check_sizes(*a, fn)) return rc;
@@ -141,7 +117,7 @@ int32_t exodus_lif_backward(const exodus_lif_backward_args* a) {
     });
 }
 
-int32_t exodus_leaky_forward(const exodus_leaky_forward_args* a) {
+EXODUS_API int32_t exodus_leaky_forward(const exodus_leaky_forward_args* a) {
     const char* fn = "exodus_leaky_forward";
     if (!a) return null_arg(fn, "args");
     if (int32_t rc = check_sizes(*a, fn)) return rc;
@@ -156,7 +132,7 @@ int32_t exodus_leaky_forward(const exodus_leaky_forward_args* a) {
     });
 }
 
-int32_t exodus_leaky_backward(const exodus_leaky_backward_args* a) {
+EXODUS_API int32_t exodus_leaky_backward(const exodus_leaky_backward_args* a) {
     const char* fn = "exodus_leaky_backward";
     if (!a) return null_arg(fn, "args");
     if (int32_t rc = check_sizes(*a, fn)) return rc;

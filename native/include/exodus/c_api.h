@@ -1,6 +1,7 @@
-// The plain C ABI between the native libraries and Python (ctypes). Raw pointers, sizes, a dtype
-// tag, a device index and a stream; no torch or Python types. Every entry point returns 0 on
-// success or a non-zero error code, with the message available from *_last_error().
+// The plain C ABI of the core operations (LIF, leaky) between the native libraries and Python
+// (ctypes). Raw pointers, sizes, a dtype tag, a device index and a stream; no torch or Python
+// types. Every entry point returns EXODUS_OK or an EXODUS_ERR_* code (exodus/runtime.h), with the
+// message available from the library's last_error().
 // Layout: tensors are (B, T, N) contiguous, states (B, N); per-neuron parameters are arrays of N
 // values in the accumulation dtype (float64 for float64 data, float32 otherwise) or a single value
 // when the matching *_per_neuron flag is 0.
@@ -8,20 +9,11 @@
 
 #include <stdint.h>
 
+#include "exodus/runtime.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-#if defined(_WIN32)
-#define EXODUS_API __declspec(dllexport)
-#else
-#define EXODUS_API __attribute__((visibility("default")))
-#endif
-
-#define EXODUS_ABI_VERSION 2  /* 2: exodus_lif_forward_args.nonfinite */
-
-enum { EXODUS_OK = 0, EXODUS_ERR_ARGUMENT = 1, EXODUS_ERR_DTYPE = 2, EXODUS_ERR_CUDA = 3,
-       EXODUS_ERR_INTERNAL = 4 };
 
 typedef struct exodus_lif_forward_args {
     int64_t B, T, N;
@@ -111,22 +103,14 @@ typedef struct exodus_leaky_backward_args {
 } exodus_leaky_backward_args;
 
 /* CPU library (libexodus_native) */
-EXODUS_API int32_t exodus_abi_version(void);
-EXODUS_API const char* exodus_last_error(void);
-EXODUS_API const char* exodus_build_info(void);
 EXODUS_API int32_t exodus_lif_forward(const exodus_lif_forward_args* a);
 EXODUS_API int32_t exodus_lif_backward(const exodus_lif_backward_args* a);
 EXODUS_API int32_t exodus_leaky_forward(const exodus_leaky_forward_args* a);
 EXODUS_API int32_t exodus_leaky_backward(const exodus_leaky_backward_args* a);
 
 /* CUDA library (libexodus_native_cuda): the same calls on device pointers, launched on `stream`
-   of device `device`; and the CUDA driver emulated on the host (libexodus_cuda_emulation, tests). */
-EXODUS_API int32_t exodus_cuda_abi_version(void);
-EXODUS_API const char* exodus_cuda_last_error(void);
-EXODUS_API const char* exodus_cuda_build_info(void);
-EXODUS_API int32_t exodus_cuda_runtime_version(void);
-EXODUS_API int32_t exodus_cuda_driver_version(void);
-EXODUS_API int32_t exodus_cuda_device_count(void);
+   of device `device`; the host emulation (libexodus_cuda_emulation, tests) exports them as
+   exodus_emu_*. */
 EXODUS_API int32_t exodus_cuda_lif_forward(const exodus_lif_forward_args* a);
 EXODUS_API int32_t exodus_cuda_lif_backward(const exodus_lif_backward_args* a);
 EXODUS_API int32_t exodus_cuda_leaky_forward(const exodus_leaky_forward_args* a);

@@ -1,32 +1,23 @@
-// Plain C ABI of the event-driven backpropagation library (libexodus_event; Zhu et al. 2022,
-// "Training spiking neural networks with event-driven backpropagation", suppl. S14-S21).
-// Raw pointers, sizes and a dtype tag; no torch or Python types. Every entry point returns 0 on
-// success or a non-zero error code, with the message available from exodus_event_last_error().
+// Plain C ABI of event-driven backpropagation (Zhu et al. 2022, "Training spiking neural networks
+// with event-driven backpropagation", suppl. S14-S21). Raw pointers, sizes and a dtype tag; no
+// torch or Python types. Every entry point returns EXODUS_OK or an EXODUS_ERR_* code
+// (exodus/runtime.h), with the message available from the library's last_error().
 // Layout: tensors are (B, T, N) contiguous (batch-first, neurons contiguous).
-// Three libraries share this ABI: libexodus_event (CPU, exodus_event_*), libexodus_event_cuda
-// (exodus_event_cuda_*, built with the core CUDA library; runs on `device` and `stream`) and its
-// host emulation libexodus_event_emulation (exodus_event_emu_*, the CUDA drivers run on the CPU
+// Each library of exodus/runtime.h exports these operations: libexodus_native (CPU,
+// exodus_event_*), libexodus_native_cuda (exodus_event_cuda_*; runs on `device` and `stream`) and
+// its host emulation libexodus_cuda_emulation (exodus_event_emu_*, the CUDA drivers run on the CPU
 // for the tests). The CPU library ignores `device` and `stream`.
 #pragma once
 
 #include <stdint.h>
 
+#include "exodus/runtime.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-#if defined(_WIN32)
-#define EXODUS_EVENT_API __declspec(dllexport)
-#else
-#define EXODUS_EVENT_API __attribute__((visibility("default")))
-#endif
-
-/* 2: device and stream appended to the argument structs. */
-#define EXODUS_EVENT_ABI_VERSION 2
-
-enum { EXODUS_EVENT_OK = 0, EXODUS_EVENT_ERR_ARGUMENT = 1, EXODUS_EVENT_ERR_DTYPE = 2, EXODUS_EVENT_ERR_CUDA = 3 };
-
-/* dtype tags (the same as libexodus_native): 0 float32, 1 float64; CUDA only: 2 float16, 3 bfloat16
+/* dtype tags (the same as the core operations, c_api.h): 0 float32, 1 float64; CUDA only: 2 float16, 3 bfloat16
  * (float32 state and arithmetic). */
 
 /* SRM forward (S14-S16) as a two-trace recurrence per neuron, plus the gradient trace:
@@ -68,24 +59,17 @@ typedef struct exodus_event_srm_backward_args {
     void* stream;             /* CUDA: cudaStream_t of the caller (NULL: the legacy default stream) */
 } exodus_event_srm_backward_args;
 
-EXODUS_EVENT_API int32_t exodus_event_abi_version(void);
-EXODUS_EVENT_API const char* exodus_event_last_error(void);
-EXODUS_EVENT_API int32_t exodus_event_srm_forward(const exodus_event_srm_forward_args* a);
-EXODUS_EVENT_API int32_t exodus_event_srm_backward(const exodus_event_srm_backward_args* a);
+/* CPU (float32, float64) */
+EXODUS_API int32_t exodus_event_srm_forward(const exodus_event_srm_forward_args* a);
+EXODUS_API int32_t exodus_event_srm_backward(const exodus_event_srm_backward_args* a);
 
-/* libexodus_event_cuda (float32, float64, float16, bfloat16). */
-EXODUS_EVENT_API int32_t exodus_event_cuda_abi_version(void);
-EXODUS_EVENT_API const char* exodus_event_cuda_last_error(void);
-EXODUS_EVENT_API int32_t exodus_event_cuda_srm_forward(const exodus_event_srm_forward_args* a);
-EXODUS_EVENT_API int32_t exodus_event_cuda_srm_backward(const exodus_event_srm_backward_args* a);
-EXODUS_EVENT_API int32_t exodus_event_cuda_runtime_version(void);
-EXODUS_EVENT_API const char* exodus_event_cuda_build_info(void);
+/* CUDA (float32, float64, float16, bfloat16) */
+EXODUS_API int32_t exodus_event_cuda_srm_forward(const exodus_event_srm_forward_args* a);
+EXODUS_API int32_t exodus_event_cuda_srm_backward(const exodus_event_srm_backward_args* a);
 
-/* libexodus_event_emulation (float32 and float64 only). */
-EXODUS_EVENT_API int32_t exodus_event_emu_abi_version(void);
-EXODUS_EVENT_API const char* exodus_event_emu_last_error(void);
-EXODUS_EVENT_API int32_t exodus_event_emu_srm_forward(const exodus_event_srm_forward_args* a);
-EXODUS_EVENT_API int32_t exodus_event_emu_srm_backward(const exodus_event_srm_backward_args* a);
+/* host emulation of the CUDA drivers (float32 and float64 only) */
+EXODUS_API int32_t exodus_event_emu_srm_forward(const exodus_event_srm_forward_args* a);
+EXODUS_API int32_t exodus_event_emu_srm_backward(const exodus_event_srm_backward_args* a);
 
 #ifdef __cplusplus
 }

@@ -1,7 +1,7 @@
-/* Plain C ABI of the sparse spiking gradient descent library (libexodus_sparse; Perez-Nieves &
- * Goodman, NeurIPS 2021, "S3GD").  Raw pointers and sizes only: no torch or Python headers, so one
+/* Plain C ABI of sparse spiking gradient descent (Perez-Nieves & Goodman, NeurIPS 2021, "S3GD").  Raw pointers and sizes only: no torch or Python headers, so one
  * build serves every torch and Python version (ARCHITECTURE §2).  Every entry point returns 0 on
- * success or a non-zero code, the message being available from exodus_sparse_last_error().
+ * success or an EXODUS_ERR_* code (exodus/runtime.h), the message being available from the
+ * library's last_error().
  *
  * Neuron (one layer, fused with its weight product h = x W^T, W of shape (N_out, N_in)):
  *   delay = 1 (paper):  V[t+1] = alpha V[t] + h[t] - reset_scale S[t],   V[0] = 0
@@ -16,9 +16,9 @@
  * reads or writes is checked (an error naming it), and so is every size product (int64 overflow).
  * The arrays of the active entries (times, fvals, e) may be NULL only when B T N is 0.
  *
- * Three libraries export these operations with the same structs: libexodus_sparse (CPU,
- * exodus_sparse_*), libexodus_sparse_cuda (exodus_sparse_cuda_*, pointers on CUDA device `device`,
- * kernels on `stream`, asynchronous like any CUDA launch) and libexodus_sparse_emulation
+ * Each library of exodus/runtime.h exports these operations with the same structs: libexodus_native
+ * (CPU, exodus_sparse_*), libexodus_native_cuda (exodus_sparse_cuda_*, pointers on CUDA device
+ * `device`, kernels on `stream`, asynchronous like any CUDA launch) and libexodus_cuda_emulation
  * (exodus_sparse_emu_*: the CUDA drivers compiled for the host, for the tests).  The CUDA entry
  * points additionally need the fields marked "CUDA" below (workspaces the caller allocates, so the
  * library never allocates device memory). */
@@ -26,21 +26,11 @@
 
 #include <stdint.h>
 
+#include "exodus/runtime.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-#if defined(_WIN32)
-#define EXODUS_SPARSE_API __declspec(dllexport)
-#else
-#define EXODUS_SPARSE_API __attribute__((visibility("default")))
-#endif
-
-/* 2: device and stream at the end of every struct; 3: backward input_mode 3 (CPU); 4: the CPU
- * library's exodus_sparse_isa / isa_available / set_isa / build_info; 5: collect's status element
- * after the times, every pointer checked (NULL for an empty tensor), sizes checked for overflow,
- * grad_w alone asks for the weight gradient. */
-#define EXODUS_SPARSE_ABI_VERSION 5
 
 typedef struct exodus_sparse_forward_args {
     int64_t B, T, N;
@@ -137,23 +127,14 @@ typedef struct exodus_sparse_dense_backward_args {
     void* stream;
 } exodus_sparse_dense_backward_args;
 
-EXODUS_SPARSE_API int32_t exodus_sparse_abi_version(void);
-EXODUS_SPARSE_API const char* exodus_sparse_last_error(void);
-EXODUS_SPARSE_API int32_t exodus_sparse_max_threads(void);
-/* CPU library (ABI 4): which copy of the kernels runs — 0 baseline, 1 AVX2, 2 AVX-512 (F, VL, DQ,
- * BW): the best the CPU and the build have, or $EXODUS_SPARSE_ISA (baseline, avx2, avx512) when set
- * and available.  isa_available(i) is 1 when this CPU and build have copy i; set_isa(-1) restores
- * the best and returns non-zero (last_error says why) for a copy this CPU or build lacks.  Not
- * thread-safe against calls running at the same time (they may use either copy). */
-EXODUS_SPARSE_API int32_t exodus_sparse_isa(void);
-EXODUS_SPARSE_API int32_t exodus_sparse_isa_available(int32_t isa);
-EXODUS_SPARSE_API int32_t exodus_sparse_set_isa(int32_t isa);
-EXODUS_SPARSE_API const char* exodus_sparse_build_info(void);
-EXODUS_SPARSE_API int32_t exodus_sparse_forward(const exodus_sparse_forward_args* a);
-EXODUS_SPARSE_API int32_t exodus_sparse_collect(const exodus_sparse_collect_args* a);
-EXODUS_SPARSE_API int32_t exodus_sparse_trace(const exodus_sparse_trace_args* a);
-EXODUS_SPARSE_API int32_t exodus_sparse_backward(const exodus_sparse_backward_args* a);
-EXODUS_SPARSE_API int32_t exodus_sparse_dense_backward(const exodus_sparse_dense_backward_args* a);
+/* CPU library: its OpenMP threads (the per-thread workspaces of backward); the copy of the kernels
+ * that runs is the library's one selection (exodus_isa, exodus/runtime.h). */
+EXODUS_API int32_t exodus_sparse_max_threads(void);
+EXODUS_API int32_t exodus_sparse_forward(const exodus_sparse_forward_args* a);
+EXODUS_API int32_t exodus_sparse_collect(const exodus_sparse_collect_args* a);
+EXODUS_API int32_t exodus_sparse_trace(const exodus_sparse_trace_args* a);
+EXODUS_API int32_t exodus_sparse_backward(const exodus_sparse_backward_args* a);
+EXODUS_API int32_t exodus_sparse_dense_backward(const exodus_sparse_dense_backward_args* a);
 
 #ifdef __cplusplus
 }

@@ -2,7 +2,7 @@
 // consecutive neurons (coalesced along the contiguous N axis), grid-stride loops and 64-bit
 // indices.  Included by exodus_cuda.cu (nvcc) and by emu/cuda_emulation.cpp (host, tests):
 // the file must stay thin — index arithmetic, bounds, launch — and call include/exodus/lif.h.
-// Before including, define EXODUS_CUDA_PREFIX(name) and either compile with nvcc or include
+// Before including, define EXODUS_LAUNCH and either compile with nvcc or include
 // exodus/cuda_emu.h.
 #pragma once
 

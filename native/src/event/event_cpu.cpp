@@ -10,6 +10,7 @@
 #include "exodus/event_api.h"
 #include "exodus/event_neuron.h"
 #include "exodus/sizes.h"
+#include "../runtime/last_error.h"
 
 namespace {
 
@@ -17,13 +18,6 @@ using namespace exodus;
 
 // Neurons per block: a full set of SIMD vectors, while the block's state stays in L1.
 constexpr int64_t kBlock = 256;
-
-thread_local std::string g_last_error;
-
-int32_t fail(int32_t code, const std::string& msg) {
-    g_last_error = msg;
-    return code;
-}
 
 bool bad_decay(double a) { return !(a > 0.0 && a < 1.0); }
 
@@ -125,53 +119,49 @@ void srm_backward_impl(const exodus_event_srm_backward_args& a) {
 
 // Sizes and dtype; `count` receives B * T * N, the elements of every tensor of the call.
 int32_t check_common(int64_t B, int64_t T, int64_t N, int32_t dtype, int64_t& count) {
-    if (B < 0 || T < 0 || N < 0) return fail(EXODUS_EVENT_ERR_ARGUMENT, "B, T and N must be >= 0");
+    if (B < 0 || T < 0 || N < 0) return fail(EXODUS_ERR_ARGUMENT, "B, T and N must be >= 0");
     std::string error;
-    if (!element_count("B * T * N", {B, T, N}, count, error)) return fail(EXODUS_EVENT_ERR_ARGUMENT, error);
+    if (!element_count("B * T * N", {B, T, N}, count, error)) return fail(EXODUS_ERR_ARGUMENT, error);
     if (dtype != 0 && dtype != 1)
-        return fail(EXODUS_EVENT_ERR_DTYPE, "dtype must be 0 (float32) or 1 (float64) on the CPU");
-    return EXODUS_EVENT_OK;
+        return fail(EXODUS_ERR_DTYPE, "dtype must be 0 (float32) or 1 (float64) on the CPU");
+    return EXODUS_OK;
 }
 
 }  // namespace
 
 extern "C" {
 
-int32_t exodus_event_abi_version(void) { return EXODUS_EVENT_ABI_VERSION; }
-
-const char* exodus_event_last_error(void) { return g_last_error.c_str(); }
-
-int32_t exodus_event_srm_forward(const exodus_event_srm_forward_args* a) {
-    if (!a) return fail(EXODUS_EVENT_ERR_ARGUMENT, "args is NULL");
+EXODUS_API int32_t exodus_event_srm_forward(const exodus_event_srm_forward_args* a) {
+    if (!a) return fail(EXODUS_ERR_ARGUMENT, "args is NULL");
     int64_t count = 0;
     if (int32_t rc = check_common(a->B, a->T, a->N, a->dtype, count)) return rc;
     if (bad_decay(a->decay_m) || bad_decay(a->decay_s) || bad_decay(a->decay_g))
-        return fail(EXODUS_EVENT_ERR_ARGUMENT, "decays must lie in (0, 1)");
-    if (!(a->theta > 0.0)) return fail(EXODUS_EVENT_ERR_ARGUMENT, "theta must be > 0");
-    if (count == 0) return EXODUS_EVENT_OK;
+        return fail(EXODUS_ERR_ARGUMENT, "decays must lie in (0, 1)");
+    if (!(a->theta > 0.0)) return fail(EXODUS_ERR_ARGUMENT, "theta must be > 0");
+    if (count == 0) return EXODUS_OK;
     if (!a->current || !a->spikes || !a->du || !a->dug)
-        return fail(EXODUS_EVENT_ERR_ARGUMENT, "current, spikes, du and dug must not be NULL");
+        return fail(EXODUS_ERR_ARGUMENT, "current, spikes, du and dug must not be NULL");
     const bool wu = a->u != nullptr;
     if (a->dtype == 0) {
         wu ? srm_forward_impl<float, true>(*a) : srm_forward_impl<float, false>(*a);
     } else {
         wu ? srm_forward_impl<double, true>(*a) : srm_forward_impl<double, false>(*a);
     }
-    return EXODUS_EVENT_OK;
+    return EXODUS_OK;
 }
 
-int32_t exodus_event_srm_backward(const exodus_event_srm_backward_args* a) {
-    if (!a) return fail(EXODUS_EVENT_ERR_ARGUMENT, "args is NULL");
+EXODUS_API int32_t exodus_event_srm_backward(const exodus_event_srm_backward_args* a) {
+    if (!a) return fail(EXODUS_ERR_ARGUMENT, "args is NULL");
     int64_t count = 0;
     if (int32_t rc = check_common(a->B, a->T, a->N, a->dtype, count)) return rc;
     if (bad_decay(a->decay_m) || bad_decay(a->decay_s) || bad_decay(a->decay_g))
-        return fail(EXODUS_EVENT_ERR_ARGUMENT, "decays must lie in (0, 1)");
-    if (count == 0) return EXODUS_EVENT_OK;
+        return fail(EXODUS_ERR_ARGUMENT, "decays must lie in (0, 1)");
+    if (count == 0) return EXODUS_OK;
     if (!a->grad_spikes || !a->spikes || !a->du || !a->dug || !a->e_w || !a->e_in)
-        return fail(EXODUS_EVENT_ERR_ARGUMENT, "grad_spikes, spikes, du, dug, e_w and e_in must not be NULL");
+        return fail(EXODUS_ERR_ARGUMENT, "grad_spikes, spikes, du, dug, e_w and e_in must not be NULL");
     if (a->dtype == 0) srm_backward_impl<float>(*a);
     else srm_backward_impl<double>(*a);
-    return EXODUS_EVENT_OK;
+    return EXODUS_OK;
 }
 
 }  // extern "C"

@@ -1,8 +1,7 @@
-// C entry points of the sparse spiking gradient descent CPU library (libexodus_sparse; see
-// include/exodus/sparse_api.h): argument checks, error text, and the choice between the copies of
-// the kernels (sparse_cpu_kernels.inc): baseline ISA, compiled here, AVX2 (sparse_cpu_avx2.cpp)
-// and AVX-512 (sparse_cpu_avx512.cpp), the best the CPU has unless asked for another.
-#include <atomic>
+// C entry points of sparse spiking gradient descent in the CPU library (include/exodus/sparse_api.h):
+// argument checks, error text, and the copy of the kernels (sparse_cpu_kernels.inc) that the
+// library's instruction-set selection (../cpu/isa.cpp) chose: baseline ISA, compiled here, AVX2
+// (sparse_cpu_avx2.cpp) or AVX-512 (sparse_cpu_avx512.cpp).
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -11,7 +10,8 @@
 #include <string>
 #include <utility>
 
-#include "exodus/cpu_build_info.h"
+#include "../cpu/isa.h"
+#include "../runtime/last_error.h"
 #include "exodus/sizes.h"
 
 #ifdef _OPENMP
@@ -32,77 +32,35 @@
     void dense_backward(const exodus_sparse_dense_backward_args& a); \
     }                                                                \
     }
-#if defined(EXODUS_SPARSE_HAVE_AVX2)
+#if defined(EXODUS_HAVE_AVX2)
 EXODUS_SPARSE_DECLARE_COPY(avx2)
 #endif
-#if defined(EXODUS_SPARSE_HAVE_AVX512)
+#if defined(EXODUS_HAVE_AVX512)
 EXODUS_SPARSE_DECLARE_COPY(avx512)
 #endif
 
 namespace {
 
-// ISAs of the copies: 0 baseline, 1 AVX2, 2 AVX-512 (F, VL, DQ, BW).  The best one the CPU runs and
-// the build has is used, unless $EXODUS_SPARSE_ISA (baseline, avx2, avx512) or
-// exodus_sparse_set_isa() asks for another.
-enum : int32_t { kBaseline = 0, kAvx2 = 1, kAvx512 = 2 };
-const char* const kIsaNames[] = {"baseline", "avx2", "avx512"};
-
-bool isa_available(int32_t isa) {
-    switch (isa) {
-        case kBaseline: return true;
-#if defined(EXODUS_SPARSE_HAVE_AVX2)
-        case kAvx2: return __builtin_cpu_supports("avx2");
-#endif
-#if defined(EXODUS_SPARSE_HAVE_AVX512)
-        case kAvx512:
-            return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-                   __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw");
-#endif
-        default: return false;
-    }
-}
-
-int32_t best_isa() {
-    for (int32_t isa = kAvx512; isa > kBaseline; --isa)
-        if (isa_available(isa)) return isa;
-    return kBaseline;
-}
-
-int32_t initial_isa() {
-    const char* env = std::getenv("EXODUS_SPARSE_ISA");
-    if (env && *env)
-        for (int32_t isa = kBaseline; isa <= kAvx512; ++isa)
-            if (std::strcmp(env, kIsaNames[isa]) == 0 && isa_available(isa)) return isa;
-    return best_isa();  // an unknown or unavailable request is ignored: the Python side reports it
-}
-
-std::atomic<int32_t>& current_isa() {
-    static std::atomic<int32_t> isa{initial_isa()};
-    return isa;
-}
-
-#if defined(EXODUS_SPARSE_HAVE_AVX512)
+#if defined(EXODUS_HAVE_AVX512)
 #define EXODUS_SPARSE_CASE_AVX512(fn, args) \
-    case kAvx512: exodus_sparse_cpu::avx512::fn(args); break;
+    case EXODUS_ISA_AVX512: exodus_sparse_cpu::avx512::fn(args); break;
 #else
 #define EXODUS_SPARSE_CASE_AVX512(fn, args)
 #endif
-#if defined(EXODUS_SPARSE_HAVE_AVX2)
+#if defined(EXODUS_HAVE_AVX2)
 #define EXODUS_SPARSE_CASE_AVX2(fn, args) \
-    case kAvx2: exodus_sparse_cpu::avx2::fn(args); break;
+    case EXODUS_ISA_AVX2: exodus_sparse_cpu::avx2::fn(args); break;
 #else
 #define EXODUS_SPARSE_CASE_AVX2(fn, args)
 #endif
 // The kernels of the selected ISA.  The copies do the same arithmetic (no FMA; sums over a fixed
 // lane layout), so they give the same bits.
 #define EXODUS_SPARSE_RUN(fn, args)                                  \
-    switch (current_isa().load(std::memory_order_relaxed)) {         \
+    switch (exodus::current_isa()) {                                 \
         EXODUS_SPARSE_CASE_AVX512(fn, args)                          \
         EXODUS_SPARSE_CASE_AVX2(fn, args)                            \
         default: exodus_sparse_cpu::baseline::fn(args); break;       \
     }
-
-thread_local std::string g_last_error;
 
 struct ArgError : std::exception {
     std::string msg;
@@ -122,16 +80,13 @@ template <typename F>
 int32_t guarded(F&& f) {
     try {
         f();
-        return 0;
+        return EXODUS_OK;
     } catch (const ArgError& e) {
-        g_last_error = e.msg;
-        return 1;
+        return exodus::fail(EXODUS_ERR_ARGUMENT, e.msg);
     } catch (const std::exception& e) {
-        g_last_error = std::string("internal error: ") + e.what();
-        return 4;
+        return exodus::fail(EXODUS_ERR_INTERNAL, std::string("internal error: ") + e.what());
     } catch (...) {
-        g_last_error = "internal error";
-        return 4;
+        return exodus::fail(EXODUS_ERR_INTERNAL, "internal error");
     }
 }
 
@@ -160,9 +115,7 @@ void require_tensor(const void* p, int64_t count, const char* fn, const char* na
 
 extern "C" {
 
-int32_t exodus_sparse_abi_version(void) { return EXODUS_SPARSE_ABI_VERSION; }
-const char* exodus_sparse_last_error(void) { return g_last_error.c_str(); }
-int32_t exodus_sparse_max_threads(void) {
+EXODUS_API int32_t exodus_sparse_max_threads(void) {
 #ifdef _OPENMP
     return omp_get_max_threads();
 #else
@@ -170,38 +123,7 @@ int32_t exodus_sparse_max_threads(void) {
 #endif
 }
 
-int32_t exodus_sparse_isa(void) { return current_isa().load(); }
-
-int32_t exodus_sparse_isa_available(int32_t isa) { return isa_available(isa) ? 1 : 0; }
-
-int32_t exodus_sparse_set_isa(int32_t isa) {
-    return guarded([&] {
-        if (isa == -1) isa = best_isa();
-        require(isa >= kBaseline && isa <= kAvx512,
-                "set_isa: isa must be -1 (best), 0 (baseline), 1 (avx2) or 2 (avx512)");
-        require(isa_available(isa), std::string("set_isa: this CPU or this build lacks ") + kIsaNames[isa]);
-        current_isa().store(isa);
-    });
-}
-
-const char* exodus_sparse_build_info(void) {
-    static const std::string base = [] {
-        std::string s = exodus::cpu_toolchain_info();
-        s += ", isa baseline";
-#if defined(EXODUS_SPARSE_HAVE_AVX2)
-        s += "+avx2";
-#endif
-#if defined(EXODUS_SPARSE_HAVE_AVX512)
-        s += "+avx512";
-#endif
-        return s;
-    }();
-    thread_local std::string info;
-    info = base + " (using " + kIsaNames[current_isa().load()] + ")";
-    return info.c_str();
-}
-
-int32_t exodus_sparse_forward(const exodus_sparse_forward_args* a) {
+EXODUS_API int32_t exodus_sparse_forward(const exodus_sparse_forward_args* a) {
     return guarded([&] {
         require(a != nullptr, "null arguments");
         check_dims(a->B, a->T, a->N, a->dtype);
@@ -213,7 +135,7 @@ int32_t exodus_sparse_forward(const exodus_sparse_forward_args* a) {
     });
 }
 
-int32_t exodus_sparse_collect(const exodus_sparse_collect_args* a) {
+EXODUS_API int32_t exodus_sparse_collect(const exodus_sparse_collect_args* a) {
     return guarded([&] {
         require(a != nullptr, "null arguments");
         check_dims(a->B, a->T, a->N, a->dtype);
@@ -228,7 +150,7 @@ int32_t exodus_sparse_collect(const exodus_sparse_collect_args* a) {
     });
 }
 
-int32_t exodus_sparse_trace(const exodus_sparse_trace_args* a) {
+EXODUS_API int32_t exodus_sparse_trace(const exodus_sparse_trace_args* a) {
     return guarded([&] {
         require(a != nullptr, "null arguments");
         check_dims(a->B, a->T, a->N, a->dtype);
@@ -239,7 +161,7 @@ int32_t exodus_sparse_trace(const exodus_sparse_trace_args* a) {
     });
 }
 
-int32_t exodus_sparse_backward(const exodus_sparse_backward_args* a) {
+EXODUS_API int32_t exodus_sparse_backward(const exodus_sparse_backward_args* a) {
     return guarded([&] {
         require(a != nullptr, "null arguments");
         check_dims(a->B, a->T, a->N_out, a->dtype);
@@ -275,7 +197,7 @@ int32_t exodus_sparse_backward(const exodus_sparse_backward_args* a) {
     });
 }
 
-int32_t exodus_sparse_dense_backward(const exodus_sparse_dense_backward_args* a) {
+EXODUS_API int32_t exodus_sparse_dense_backward(const exodus_sparse_dense_backward_args* a) {
     return guarded([&] {
         require(a != nullptr, "null arguments");
         check_dims(a->B, a->T, a->N, a->dtype);

@@ -1,14 +1,10 @@
-// libexodus_sparse_emulation: the CUDA drivers of sparse_kernels.cuh and the entry points of
-// sparse_entry_points.inc compiled for the host through the emulation shim (exodus/cuda_emu.h),
-// exported as exodus_sparse_emu_*, so that the tests run the GPU code path's indexing and
-// arithmetic on a machine without a GPU.  The threads of a grid run one after another.
+// The sparse-SGD CUDA drivers of sparse_kernels.cuh and the entry points of sparse_entry_points.inc
+// compiled for the host through the emulation shim (exodus/cuda_emu.h), exported as
+// exodus_sparse_emu_*, so that the tests run the GPU code path's indexing and arithmetic on a
+// machine without a GPU.  The threads of a grid run one after another.
 #include "exodus/cuda_emu.h"
 
-// The shim's launch, also marking the (host-only, meaningless) stream as used.
-#undef EXODUS_LAUNCH
-#define EXODUS_LAUNCH(kernel, grid, block, stream, ...) \
-    ((void)(stream), exodus_emu::launch((grid), (block), [&] { kernel(__VA_ARGS__); }))
-
+#include "../emu/run_on_device.h"
 #include "exodus/sparse_api.h"
 #include "sparse_kernels.cuh"
 
@@ -16,11 +12,6 @@ namespace exodus {
 namespace sparse_driver {
 
 constexpr const char* kWhere = " (cuda emulation)";
-
-// Host memory only: there is no device to make current.
-struct DeviceGuard {
-    explicit DeviceGuard(int32_t /*device*/) {}
-};
 
 }  // namespace sparse_driver
 }  // namespace exodus
