@@ -126,6 +126,14 @@ EXODUS_HD A alpha_grad_term(A g_v, A v_post_prev, A norm, A in) {
     return g_v * (v_post_prev - norm * in);
 }
 
+// The non-finite check of the forward's input, one step: probe + (x - x) stays 0 while every x is
+// finite and turns NaN for a NaN or +-Inf (one add per element, no branch; the driver tests
+// probe != probe at the end of the scan).
+template <typename A>
+EXODUS_HD A nonfinite_probe_step(A probe, A x) {
+    return probe + (x - x);
+}
+
 // Leaky integrator (ExpLeak / synaptic trace): v[t] = alpha v[t-1] + c x[t].
 template <typename A>
 EXODUS_HD A leaky_forward_step(A x, A alpha, A c, int32_t norm_input, A v_prev) {

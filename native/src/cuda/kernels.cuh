@@ -40,7 +40,7 @@ __global__ void lif_forward_kernel(exodus_lif_forward_args a) {
         const A beta = m.has_syn ? param<A>(a.beta, a.beta_per_neuron, n) : A(0);
         A v_post = a.v0 ? load<A, T>(a.v0, idx) : A(0);
         A i_syn = a.i0 ? load<A, T>(a.i0, idx) : A(0);
-        A probe = A(0);  // x - x: 0 for finite x, NaN for NaN or +-Inf (as the CPU scan)
+        A probe = A(0);  // nonfinite_probe_step: 0 for finite x, NaN after a NaN or +-Inf
         for (int64_t t = 0; t < a.T; ++t) {
             const int64_t off = (b * a.T + t) * a.N + n;
             const A x = load<A, T>(a.x, off);
@@ -49,7 +49,7 @@ __global__ void lif_forward_kernel(exodus_lif_forward_args a) {
             static_cast<T*>(a.spikes)[off] = T(s);
             static_cast<T*>(a.v)[off] = T(v);
             if (a.i_trace) static_cast<T*>(a.i_trace)[off] = T(m.has_syn ? i_syn : x);
-            if (a.nonfinite) probe += x - x;
+            if (a.nonfinite) probe = nonfinite_probe_step(probe, x);
         }
         // every writing thread stores the same 1 (no read-modify-write, so no atomic needed)
         if (a.nonfinite && probe != probe) *a.nonfinite = 1;
