@@ -13,6 +13,8 @@
 //                      exodus/zero:     g_v = f g_s + 1[s == 0] g_r
 //                      slayer:          g_v = f g_s + g_r
 //                      g_post_prev = alpha g_v
+//                      dL/dx = c g_v, or beta (c g_v + carry) with a synapse (lif_carry_backward_step)
+//                      dL/dalpha = sum_t g_v (v_post_prev - norm i)  (alpha_grad_term)
 #pragma once
 
 #include "exodus/common.h"
@@ -94,12 +96,59 @@ EXODUS_HD A lif_post_from_v(A v, A theta, A v_min, const LifModes& m) {
     return lif_post(v, spike_count(v, theta, m.max_spikes), theta, v_min, m);
 }
 
+// Input scale c = 1 - alpha with norm_input, else 1 (ARCHITECTURE §3: v = alpha v_post + c i).
+// The forward steps also select on norm_input, so there c only has to be right when it is set.
+template <typename A>
+EXODUS_HD A input_scale(A alpha, int32_t norm_input) {
+    return norm_input ? A(1) - alpha : A(1);
+}
+
+// The carries of the reverse scan at step t, from g_v = dL/dv[t]:
+//     g_post = dL/dv_post[t-1] = alpha g_v[t]                          (into step t - 1)
+//     G_i[t] = c g_v[t] + dL/di[t] via i[t+1],   dL/dx[t] = beta G_i[t]   (synapse)
+//     dL/dx[t] = c g_v[t]                                                  (no synapse)
+// g_isyn carries dL/dx[t+1] (= beta G_i[t+1]) in and dL/dx[t] out. Returns dL/dx[t].
+template <typename A>
+EXODUS_HD A lif_carry_backward_step(A g_v, A alpha, A c, A beta, int32_t has_syn, A& g_post, A& g_isyn) {
+    g_post = alpha * g_v;
+    const A g_in = c * g_v;
+    const A g_x = has_syn ? beta * (g_in + g_isyn) : g_in;
+    g_isyn = g_x;
+    return g_x;
+}
+
+// One step's term of the decay gradient, shared by the LIF and the leaky integrator:
+// v[t] = alpha v_post[t-1] + c in[t] with c = 1 - alpha (norm_input) gives
+//     dL/dalpha += g_v[t] (v_post[t-1] - norm in[t]),   norm = 1 with norm_input, else 0,
+// with v_post[-1] = v0 and in = i (LIF, the synaptic current or x) or x (leaky).
+template <typename A>
+EXODUS_HD A alpha_grad_term(A g_v, A v_post_prev, A norm, A in) {
+    return g_v * (v_post_prev - norm * in);
+}
+
+// The non-finite check of the forward's input, one step: probe + (x - x) stays 0 while every x is
+// finite and turns NaN for a NaN or +-Inf (one add per element, no branch; the driver tests
+// probe != probe at the end of the scan).
+template <typename A>
+EXODUS_HD A nonfinite_probe_step(A probe, A x) {
+    return probe + (x - x);
+}
+
 // Leaky integrator (ExpLeak / synaptic trace): v[t] = alpha v[t-1] + c x[t].
 template <typename A>
 EXODUS_HD A leaky_forward_step(A x, A alpha, A c, int32_t norm_input, A v_prev) {
     const A leak = alpha * v_prev;
     const A drive = norm_input ? c * x : x;
     return leak + drive;
+}
+
+// Reverse step of the leaky integrator: G[t] = dL/dv[t] = g_out[t] + alpha G[t+1] (g carries
+// G[t+1] in and G[t] out); returns the input gradient dL/dx[t] = c G[t].  The carry into the
+// initial state is dL/dv0 = alpha G[0].
+template <typename A>
+EXODUS_HD A leaky_backward_step(A g_out, A alpha, A c, A& g) {
+    g = g_out + alpha * g;
+    return c * g;
 }
 
 }  // namespace exodus

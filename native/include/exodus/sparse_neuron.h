@@ -1,7 +1,8 @@
 // Per-entry arithmetic of sparse spiking gradient descent (S3GD, Perez-Nieves & Goodman 2021; see
 // include/exodus/sparse_api.h), written once as EXODUS_HD inline functions and called by the CPU
-// library (sparse_cpu.cpp), the CUDA kernels (src/sparse/sparse_kernels.cuh) and their host
-// emulation, so that the CPU tests exercise the arithmetic the GPU runs (ARCHITECTURE §2).
+// kernels (src/sparse/sparse_cpu_kernels.inc, in each of its ISA copies), the CUDA kernels
+// (src/sparse/sparse_kernels.cuh) and their host emulation, so that the CPU tests exercise the
+// arithmetic the GPU runs (ARCHITECTURE §2).
 //
 // The operation order of every expression is part of the contract: the CPU and the CUDA drivers
 // must round identically (both compiled without FMA contraction), so spikes, active sets and
@@ -65,6 +66,22 @@ EXODUS_HD T error_step(T g, T f, T rs, T gv1, bool exact) {
 template <typename T>
 EXODUS_HD T decay_step(T e, T alpha, T gv1) {
     return e + alpha * gv1;
+}
+
+// alpha^n for n = 0..steps into pw[0..steps], by repeated multiplication (not pow): Prop. 1 jumps
+// n inactive steps at once with alpha^n, and both devices must read the same rounded table (the
+// CPU fills it per call, the CUDA driver on one thread of powers_kernel).
+template <typename T>
+EXODUS_HD void fill_powers(T* pw, T alpha, int64_t steps) {
+    pw[0] = T(1);
+    for (int64_t n = 1; n <= steps; ++n) pw[n] = pw[n - 1] * alpha;
+}
+
+// The input trace of the weight gradient, one step: trace[t] = alpha trace[t - 1] + x_in, where
+// x_in is x[t - 1] with the one-step delay (0 at t = 0) and x[t] without (dW = sum e trace).
+template <typename T>
+EXODUS_HD T trace_step(T acc, T alpha, T x_in) {
+    return alpha * acc + x_in;
 }
 
 }  // namespace sparse

@@ -35,12 +35,12 @@ __global__ void lif_forward_kernel(exodus_lif_forward_args a) {
         const int64_t b = idx / a.N;
         const int64_t n = idx - b * a.N;
         const A alpha = param<A>(a.alpha, a.alpha_per_neuron, n);
-        const A c = A(1) - alpha;
+        const A c = input_scale(alpha, m.norm_input);
         const A theta = param<A>(a.theta, a.theta_per_neuron, n);
         const A beta = m.has_syn ? param<A>(a.beta, a.beta_per_neuron, n) : A(0);
         A v_post = a.v0 ? load<A, T>(a.v0, idx) : A(0);
         A i_syn = a.i0 ? load<A, T>(a.i0, idx) : A(0);
-        A probe = A(0);  // x - x: 0 for finite x, NaN for NaN or +-Inf (as the CPU scan)
+        A probe = A(0);  // nonfinite_probe_step: 0 for finite x, NaN after a NaN or +-Inf
         for (int64_t t = 0; t < a.T; ++t) {
             const int64_t off = (b * a.T + t) * a.N + n;
             const A x = load<A, T>(a.x, off);
@@ -49,7 +49,7 @@ __global__ void lif_forward_kernel(exodus_lif_forward_args a) {
             static_cast<T*>(a.spikes)[off] = T(s);
             static_cast<T*>(a.v)[off] = T(v);
             if (a.i_trace) static_cast<T*>(a.i_trace)[off] = T(m.has_syn ? i_syn : x);
-            if (a.nonfinite) probe += x - x;
+            if (a.nonfinite) probe = nonfinite_probe_step(probe, x);
         }
         // every writing thread stores the same 1 (no read-modify-write, so no atomic needed)
         if (a.nonfinite && probe != probe) *a.nonfinite = 1;
@@ -70,7 +70,7 @@ __global__ void lif_backward_kernel(exodus_lif_backward_args a) {
         const int64_t b = idx / a.N;
         const int64_t n = idx - b * a.N;
         const A alpha = param<A>(a.alpha, a.alpha_per_neuron, n);
-        const A c = m.norm_input ? A(1) - alpha : A(1);
+        const A c = input_scale(alpha, m.norm_input);
         const A theta = param<A>(a.theta, a.theta_per_neuron, n);
         const A beta = m.has_syn ? param<A>(a.beta, a.beta_per_neuron, n) : A(0);
         A g_post = a.grad_v_final ? load<A, T>(a.grad_v_final, idx) : A(0);
@@ -84,16 +84,13 @@ __global__ void lif_backward_kernel(exodus_lif_backward_args a) {
             const A gs = a.grad_spikes ? load<A, T>(a.grad_spikes, off) : A(0);
             const A gv = a.grad_v ? load<A, T>(a.grad_v, off) : A(0);
             const A g_v = lif_backward_step<A>(v, f, gs, gv, theta, v_min, m, a.backward_mode, g_post);
-            g_post = alpha * g_v;
-            const A g_in = c * g_v;
-            const A g_x = m.has_syn ? beta * (g_in + g_isyn) : g_in;
-            g_isyn = g_x;
+            const A g_x = lif_carry_backward_step<A>(g_v, alpha, c, beta, m.has_syn, g_post, g_isyn);
             static_cast<T*>(a.grad_x)[off] = T(g_x);
             if (a.grad_alpha) {
                 const A vp = t > 0 ? lif_post_from_v<A>(load<A, T>(a.v, off - a.N), theta, v_min, m)
                                    : (a.v0 ? load<A, T>(a.v0, idx) : A(0));
                 const A i = a.i_trace ? load<A, T>(a.i_trace, off) : A(0);
-                g_alpha += g_v * (vp - norm * i);
+                g_alpha += alpha_grad_term<A>(g_v, vp, norm, i);
             }
         }
         if (a.grad_v0) static_cast<T*>(a.grad_v0)[idx] = T(g_post);
@@ -110,7 +107,7 @@ __global__ void leaky_forward_kernel(exodus_leaky_forward_args a) {
         const int64_t b = idx / a.N;
         const int64_t n = idx - b * a.N;
         const A alpha = param<A>(a.alpha, a.alpha_per_neuron, n);
-        const A c = A(1) - alpha;
+        const A c = input_scale(alpha, a.norm_input);
         A v = a.v0 ? load<A, T>(a.v0, idx) : A(0);
         for (int64_t t = 0; t < a.T; ++t) {
             const int64_t off = (b * a.T + t) * a.N + n;
@@ -129,16 +126,16 @@ __global__ void leaky_backward_kernel(exodus_leaky_backward_args a) {
         const int64_t b = idx / a.N;
         const int64_t n = idx - b * a.N;
         const A alpha = param<A>(a.alpha, a.alpha_per_neuron, n);
-        const A c = a.norm_input ? A(1) - alpha : A(1);
+        const A c = input_scale(alpha, a.norm_input);
         A g = A(0), g_alpha = A(0);
         for (int64_t t = a.T - 1; t >= 0; --t) {
             const int64_t off = (b * a.T + t) * a.N + n;
-            g = load<A, T>(a.grad_out, off) + alpha * g;
-            static_cast<T*>(a.grad_x)[off] = T(c * g);
+            const A g_x = leaky_backward_step<A>(load<A, T>(a.grad_out, off), alpha, c, g);
+            static_cast<T*>(a.grad_x)[off] = T(g_x);
             if (a.grad_alpha) {
                 const A vp = t > 0 ? load<A, T>(a.out, off - a.N) : (a.v0 ? load<A, T>(a.v0, idx) : A(0));
                 const A x = a.x ? load<A, T>(a.x, off) : A(0);
-                g_alpha += g * (vp - norm * x);
+                g_alpha += alpha_grad_term<A>(g, vp, norm, x);
             }
         }
         if (a.grad_v0) static_cast<T*>(a.grad_v0)[idx] = T(alpha * g);

@@ -91,22 +91,21 @@ __global__ void trace_kernel(exodus_sparse_trace_args a) {
         T acc = T(0);
         for (int64_t t = 0; t < a.T; ++t) {
             const int64_t off = (b * a.T + t) * a.N + i;
-            acc = alpha * acc + (delay ? (t > 0 ? x[off - a.N] : T(0)) : x[off]);
+            acc = sparse::trace_step(acc, alpha, delay ? (t > 0 ? x[off - a.N] : T(0)) : x[off]);
             tr[off] = acc;
         }
     }
 }
 
-// alpha^n, n = 0..T, by repeated multiplication: the CPU's table, so the Prop. 1 jumps round the
-// same.  A serial O(T) loop on one thread, launched once per backward.
+// alpha^n, n = 0..T (sparse::fill_powers): the CPU's table, so the Prop. 1 jumps round the same.
+// A serial O(T) loop on one thread, launched once per backward.
 template <typename T>
 __global__ void powers_kernel(T* pw, T alpha, int64_t steps) {
     if (blockIdx.x != 0 || threadIdx.x != 0) return;
-    pw[0] = T(1);
-    for (int64_t n = 1; n <= steps; ++n) pw[n] = pw[n - 1] * alpha;
+    sparse::fill_powers(pw, alpha, steps);
 }
 
-// The error at every active entry of (b, j), walking its entries backwards (sparse_cpu.cpp errors).
+// The error at every active entry of (b, j), walking its entries backwards (errors in sparse_cpu_kernels.inc).
 template <typename T>
 __global__ void errors_kernel(exodus_sparse_backward_args a) {
     const T alpha = T(a.alpha), rs = T(a.reset_scale);
