@@ -39,8 +39,9 @@ extern "C" {
 /* 2: device and stream at the end of every struct; 3: backward input_mode 3 (CPU); 4: the CPU
  * library's exodus_sparse_isa / isa_available / set_isa / build_info; 5: collect's status element
  * after the times, every pointer checked (NULL for an empty tensor), sizes checked for overflow,
- * grad_w alone asks for the weight gradient. */
-#define EXODUS_SPARSE_ABI_VERSION 5
+ * grad_w alone asks for the weight gradient; 6: exodus_sparse_backward_plan (the library chooses the
+ * input-gradient path and sizes the workspaces of backward). */
+#define EXODUS_SPARSE_ABI_VERSION 6
 
 typedef struct exodus_sparse_forward_args {
     int64_t B, T, N;
@@ -137,6 +138,33 @@ typedef struct exodus_sparse_dense_backward_args {
     void* stream;
 } exodus_sparse_dense_backward_args;
 
+/* ABI 6: what a backward call with the sparse input gradient (input_mode 2) needs, decided by the
+ * library that runs it: the input_mode to pass (the CPU library picks dot products, 2, or products,
+ * 3, by its cost model; the CUDA drivers always take 2), n_workspaces, the workspaces to allocate
+ * (in elements of dtype) and whether grad_x must be zero-initialised.  The caller allocates what the
+ * plan says and passes it to backward unchanged; it never needs the drivers' layouts. */
+typedef struct exodus_sparse_backward_plan_args {
+    int64_t B, T, N_out, N_in;
+    int32_t dtype;
+    int32_t input_path;     /* 0: the cheaper path (cost model); 1: dot products; 2: products (CPU
+                             * library only; the CUDA drivers take dot products whatever is asked) */
+    int64_t out_active;     /* |A| of this layer (offsets[B * N_out]) */
+    int64_t in_active;      /* |A| of the input layer (in_offsets[B * N_in]) */
+    int64_t needed;         /* CUDA drivers: need_offsets[B], the (b, t) pairs where delta is needed */
+    /* out */
+    int32_t input_mode;     /* 2 or 3: backward's input_mode */
+    int32_t zero_grad_x;    /* 1: grad_x must be zero-initialised (the driver writes the active entries only) */
+    int64_t n_workspaces;   /* backward's n_workspaces */
+    int64_t workspace;      /* elements of backward's workspace (0: none) */
+    int64_t powers;         /* elements of backward's powers (0: none) */
+    int64_t delta_needed;   /* elements of backward's delta_needed (0: none) */
+    int64_t workspace_bytes;/* every workspace byte of the call: the ones above and those the library
+                             * allocates itself (the product path's per-thread lists, for an average
+                             * sample) */
+    int32_t device;         /* as in exodus_sparse_forward_args */
+    void* stream;
+} exodus_sparse_backward_plan_args;
+
 EXODUS_SPARSE_API int32_t exodus_sparse_abi_version(void);
 EXODUS_SPARSE_API const char* exodus_sparse_last_error(void);
 EXODUS_SPARSE_API int32_t exodus_sparse_max_threads(void);
@@ -154,6 +182,7 @@ EXODUS_SPARSE_API int32_t exodus_sparse_collect(const exodus_sparse_collect_args
 EXODUS_SPARSE_API int32_t exodus_sparse_trace(const exodus_sparse_trace_args* a);
 EXODUS_SPARSE_API int32_t exodus_sparse_backward(const exodus_sparse_backward_args* a);
 EXODUS_SPARSE_API int32_t exodus_sparse_dense_backward(const exodus_sparse_dense_backward_args* a);
+EXODUS_SPARSE_API int32_t exodus_sparse_backward_plan(exodus_sparse_backward_plan_args* a);
 
 #ifdef __cplusplus
 }
