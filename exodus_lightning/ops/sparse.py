@@ -620,6 +620,7 @@ def _sparse_backward(offsets: Tensor, times: Tensor, fvals: Tensor, grad_spikes:
         elif input_mode == 2:
             needed = 0
             if lib.device_drivers:
+                # needed_times reads the input set's offsets and times only (fvals: a placeholder)
                 need_offsets, need_times, need_index = needed_times(ActiveSet(in_offsets, in_times, fvals, (B, T, N_in)))
                 needed = int(need_offsets[-1])
                 args.need_offsets, args.need_times, args.need_index = (

@@ -107,7 +107,7 @@ typedef struct exodus_sparse_backward_args {
     const int64_t* in_offsets; /* mode 2: (B * N_in + 1) */
     const int32_t* in_times;   /* mode 2 */
     void* workspace;        /* mode 2, CPU: n_workspaces * T * N_out elements (+ N_in * N_out when
-                             * w_t is NULL: the transposed weight) */
+                             * w_t is NULL: the transposed weight); exodus_sparse_backward_plan sizes it */
     int64_t n_workspaces;
     void* grad_x;           /* mode 2: (B, T, N_in) out; the CPU library writes all of it (zero off the
                              * active entries), the CUDA library needs it zero-initialised */
