@@ -201,3 +201,8 @@ def test_plan_workspaces_and_errors():
         ops.backward_plan(lib, 1, 1, 1, 1, D, 0, 0, input_path="transpose")
     with pytest.raises(RuntimeError, match="out_active and in_active must be >= 0"):
         ops.backward_plan(lib, 1, 1, 1, 1, D, -1, 0)
+    with pytest.raises(RuntimeError, match=r"backward_plan \(cuda emulation\): needed, out_active and in_active"):
+        ops.backward_plan(emu, 1, 1, 1, 1, D, 0, 0, needed=-1)
+    for library in (lib, emu):
+        with pytest.raises(RuntimeError, match="negative size"):
+            ops.backward_plan(library, 1, -1, 1, 1, D, 0, 0)

@@ -445,8 +445,8 @@ def _(v, counts, theta, b_th, beta_s):
     # |A| + 1 and max(|A|, 1), known only once the kernel ran; one unbacked size each, since torch.compile
     # binds an unbacked size only where it is an output's size itself (not u0 + 1)
     ctx = torch.library.get_ctx()
-    return (v.new_empty((B * N + 1,), dtype=torch.int64), v.new_empty((ctx.new_dynamic_size(min=1),), dtype=torch.int32),
-            v.new_empty((ctx.new_dynamic_size(min=1),)))
+    return (v.new_empty((B * N + 1,), dtype=torch.int64),
+            v.new_empty((ctx.new_dynamic_size(min=1),), dtype=torch.int32), v.new_empty((ctx.new_dynamic_size(min=1),)))
 
 
 def collect_active(v: Tensor, counts: Tensor, theta: float, b_th: float, beta_s: float) -> ActiveSet:
@@ -621,7 +621,8 @@ def _sparse_backward(offsets: Tensor, times: Tensor, fvals: Tensor, grad_spikes:
             needed = 0
             if lib.device_drivers:
                 # needed_times reads the input set's offsets and times only (fvals: a placeholder)
-                need_offsets, need_times, need_index = needed_times(ActiveSet(in_offsets, in_times, fvals, (B, T, N_in)))
+                input_active = ActiveSet(in_offsets, in_times, fvals, (B, T, N_in))
+                need_offsets, need_times, need_index = needed_times(input_active)
                 needed = int(need_offsets[-1])
                 args.need_offsets, args.need_times, args.need_index = (
                     ptr(need_offsets), ptr(need_times), ptr(need_index))

@@ -168,7 +168,8 @@ bool products_are_cheaper(int64_t B, int64_t T, int64_t N_out, int64_t N_in, int
                           int64_t in_active) {
     const double bt = double(B) * double(T);
     const double by_products = double(out_active) * double(N_in) + 5 * bt * double(N_in);
-    const double by_dots = double(in_active) * double(N_out) + 4 * bt * double(N_out) + 12 * double(N_out) * double(N_in);
+    const double by_dots =
+        double(in_active) * double(N_out) + 4 * bt * double(N_out) + 12 * double(N_out) * double(N_in);
     return by_products <= by_dots;
 }
 
