@@ -142,6 +142,15 @@ def test_opcheck_sparse_linear_lif(backend, sparse_input):
               in_act.times if sparse_input else None, 0.9, 1.0, 1.0, 0.5, BETA, True, True, False, backend, True))
 
 
+def test_layer_op_without_the_trace_refuses_the_weight_gradient():
+    x, w, _, _, _, _, _, _ = _layer()
+    w.requires_grad_()
+    spikes = torch.ops.exodus_sparse.sparse_linear_lif(x, w, None, None, 0.9, 1.0, 1.0, 0.5, BETA, True, True, False,
+                                                       "sparse", False)[0]
+    with pytest.raises(RuntimeError, match="keep_trace=True"):
+        spikes.sum().backward()
+
+
 # ----------------------------------------------------------------------------- the planned path
 
 

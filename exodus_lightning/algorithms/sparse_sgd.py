@@ -166,7 +166,10 @@ def _backward(ctx, grad_spikes, *_):
         mode = 0
         if need_x:
             mode = 2 if ctx.sparse_input else 1
-        trace = kept if need_w and ctx.keep_trace else None
+        if need_w and not ctx.keep_trace:
+            raise RuntimeError("exodus_sparse::sparse_linear_lif: the weight gradient needs the input trace, "
+                               "which keep_trace=False did not keep; call it with keep_trace=True")
+        trace = kept if need_w else None
         _, gw, delta, gx, _ = torch.ops.exodus_sparse.sparse_backward(
             offsets, times, fvals, grad_spikes.to(dt), cfg.alpha, cfg.reset_scale, cfg.exact, cfg.delay, trace, w,
             mode, in_offsets if mode == 2 else None, in_times if mode == 2 else None, ops.DEFAULT_INPUT_PATH)
