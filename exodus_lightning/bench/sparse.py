@@ -142,14 +142,14 @@ def report(rows: list[dict], B: int, T: int) -> str:
     lines = [f"sparse vs dense backward of one Linear+LIF layer (N_in = N_out = hidden), B={B}, T={T}, float32, "
              f"B_th={B_TH}, CPU, torch threads {torch.get_num_threads()}",
              f"{'hidden':>6} {'active %':>8} {'dense ms':>9} {'sparse ms':>9} {'speed-up':>8} "
-             f"{'kept MB d/s':>13} {'bwd MB d/s':>13} {'mem saved':>9} {'kernels':>8} {'dx path':>8}"]
+             f"{'kept MB d/s':>13} {'bwd MB d/s':>13} {'dx path':>8} {'mem saved':>9} {'kernels':>8}"]
     for r in rows:
         tot_d, tot_s = r["kept_dense"] + r["bwd_dense"], r["kept_sparse"] + r["bwd_sparse"]
         lines.append(
             f"{r['N']:>6} {100 * r['measured_rho']:8.2f} {1e3 * r['dense']:9.2f} {1e3 * r['sparse']:9.2f} "
             f"{r['speedup']:7.1f}x {r['kept_dense'] / 2**20:6.1f}/{r['kept_sparse'] / 2**20:<6.1f} "
-            f"{r['bwd_dense'] / 2**20:6.1f}/{r['bwd_sparse'] / 2**20:<6.1f} {100 * (1 - tot_s / tot_d):8.1f}% "
-            f"{r['isa']:>8} {r['path']:>8}")
+            f"{r['bwd_dense'] / 2**20:6.1f}/{r['bwd_sparse'] / 2**20:<6.1f} {r['path']:>8} "
+            f"{100 * (1 - tot_s / tot_d):8.1f}% {r['isa']:>8}")
     return "\n".join(lines)
 
 
