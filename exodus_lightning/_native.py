@@ -35,8 +35,9 @@ import exodus_lightning
 CPU_LIBRARY = "exodus_native"
 CUDA_LIBRARY = "exodus_native_cuda"
 EMULATION_LIBRARY = "exodus_cuda_emulation"
-# One version for the whole C ABI (EXODUS_ABI_VERSION in runtime.h; 6: one library per device).
-ABI_VERSION = 6
+# One version for the whole C ABI (EXODUS_ABI_VERSION in runtime.h; 6: one library per device;
+# 7: sparse_backward_plan).
+ABI_VERSION = 7
 # The environment variable that selects the CPU library's copy of the kernels (read once, at load).
 ISA_ENV = "EXODUS_ISA"
 ISAS = ("baseline", "avx2", "avx512")  # EXODUS_ISA_* of runtime.h, slowest first
@@ -133,6 +134,14 @@ class SparseBackwardArgs(ctypes.Structure):
                 ("delta_needed", _p)]
 
 
+class SparseBackwardPlanArgs(ctypes.Structure):
+    # inputs, then what the library decides (input_mode ... workspace_bytes): no pointers
+    _fields_ = [("B", _i64), ("T", _i64), ("N_out", _i64), ("N_in", _i64), ("dtype", _i32), ("input_path", _i32),
+                ("out_active", _i64), ("in_active", _i64), ("needed", _i64),
+                ("input_mode", _i32), ("zero_grad_x", _i32), ("n_workspaces", _i64), ("workspace", _i64),
+                ("powers", _i64), ("delta_needed", _i64), ("workspace_bytes", _i64)] + _WHERE
+
+
 class SparseDenseBackwardArgs(ctypes.Structure):
     _fields_ = [("B", _i64), ("T", _i64), ("N", _i64), ("dtype", _i32), ("v", _p), ("grad_spikes", _p),
                 ("alpha", _f64), ("theta", _f64), ("reset_scale", _f64), ("b_th", _f64), ("beta_s", _f64),
@@ -191,6 +200,8 @@ ENTRY_POINTS: dict[str, EntryPoint] = {
     "sparse_backward": EntryPoint("sparse_", SparseBackwardArgs, (
         "e", "grad_w", "delta", "grad_x", "workspace", "powers", "delta_needed")),
     "sparse_dense_backward": EntryPoint("sparse_", SparseDenseBackwardArgs, ("delta",)),
+    # the library chooses backward's input-gradient path and sizes its workspaces (fields of the struct)
+    "sparse_backward_plan": EntryPoint("sparse_", SparseBackwardPlanArgs, ()),
     "event_srm_forward": EntryPoint("event_", SRMForwardArgs, ("spikes", "du", "dug", "u")),
     "event_srm_backward": EntryPoint("event_", SRMBackwardArgs, ("e_w", "e_in")),
 }

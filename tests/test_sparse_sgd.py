@@ -93,7 +93,7 @@ def _run(layers, x):
 @pytest.mark.parametrize("input_path", ["dots", "products"])
 def test_sparse_equals_dense_bptt(depth, b_th, gradient, input_path, monkeypatch):
     """Both ways of the sparse input gradient (the layers choose by cost; forced here)."""
-    monkeypatch.setattr(ops, "products_are_cheaper", lambda *args: input_path == "products")
+    monkeypatch.setattr(ops, "DEFAULT_INPUT_PATH", input_path)
     torch.manual_seed(depth)
     sizes = [12, 16, 10][: depth + 1]
     B, T = 3, 40
@@ -288,7 +288,7 @@ def test_row_sums_of_every_group_remainder_equal_reference(dtype, monkeypatch):
 
 @pytest.mark.usefixtures("cpu_isa")
 @pytest.mark.parametrize("delay", [False, True])
-def test_input_gradient_by_products_without_delay_and_auto_choice(delay, monkeypatch):
+def test_input_gradient_by_products_without_delay_and_auto_choice(delay):
     """Without the one-step delay dL/dx[t] = sum_j W[j, i] g_v[t, j] (not g_v[t + 1]): the product
     path equals the float64 reference and the dot-product path for both; "auto" follows
     products_are_cheaper (the same bits as the forced path it names)."""
@@ -312,10 +312,9 @@ def test_input_gradient_by_products_without_delay_and_auto_choice(delay, monkeyp
     for p, gx in outs.items():
         torch.testing.assert_close(gx, ref, rtol=1e-11, atol=1e-12, msg=p)
     assert ref.abs().sum() > 0
-    for choice in (True, False):
-        monkeypatch.setattr(ops, "products_are_cheaper", lambda *args: choice)
-        auto = ops.sparse_backward(act, gs, alpha, 1.0, False, delay, None, w, 2, in_act)["grad_x"]
-        assert torch.equal(auto, outs["products" if choice else "dots"])
+    choice = ops.products_are_cheaper(B, T, N, N_in, act.count, in_act.count)
+    auto = ops.sparse_backward(act, gs, alpha, 1.0, False, delay, None, w, 2, in_act)["grad_x"]
+    assert torch.equal(auto, outs["products" if choice else "dots"])
 
 
 def test_input_gradient_path_choice_by_cost():

@@ -428,7 +428,9 @@ class EventDrivenSNN(nn.Module):
         init_gain: initial weight scale (std times sqrt(fan-in)).
         calibrate_spikes: if set, the first training forward scales each layer (data-dependent
             init, suppl. G; a geometric bisection on the weight scale, layer by layer) so that its
-            neurons fire this many spikes on average over the window; None: no calibration.
+            neurons fire this many spikes on average over the window; None: no calibration.  The
+            calibration is data-dependent control flow: with ``torch.compile(fullgraph=True)`` run it
+            eagerly first (one training forward, or :meth:`calibrate`), then compile.
     """
 
     def __init__(self, architecture: str, tau_m: float = 8.0, tau_s: float = 4.0, tau_grad: float = 3.0,
@@ -444,7 +446,16 @@ class EventDrivenSNN(nn.Module):
         self.architecture = architecture
         self.calibrate_spikes = calibrate_spikes
         self.register_buffer("calibrated", torch.tensor(False))
+        # The buffer (saved in checkpoints) mirrored as a Python bool: forward reads this one, so that
+        # a calibrated network compiles with fullgraph=True (a tensor's value would be data-dependent
+        # control flow); kept in step by calibrate() and after load_state_dict.
+        self._calibration_pending = calibrate_spikes is not None
+        self.register_load_state_dict_post_hook(EventDrivenSNN._sync_calibration)
         self.layers = nn.ModuleList(self._build(architecture, weight_norm, init_gain))
+
+    @staticmethod
+    def _sync_calibration(module: "EventDrivenSNN", incompatible_keys) -> None:
+        module._calibration_pending = module.calibrate_spikes is not None and not bool(module.calibrated)
 
     def _build(self, arch: str, weight_norm: bool, init_gain: float) -> list[nn.Module]:
         tokens = arch.split("-")
@@ -497,7 +508,8 @@ class EventDrivenSNN(nn.Module):
         if tuple(x.shape[2:]) != self.input_shape:
             raise ValueError(f"x must have shape (B, T, {', '.join(map(str, self.input_shape))}), got "
                              f"{tuple(x.shape)}")
-        if self.training and self.calibrate_spikes is not None and not bool(self.calibrated):
+        if self.training and self._calibration_pending:
+            # data-dependent (a bisection on measured spike counts): runs eagerly, before torch.compile
             self.calibrate(x, self.calibrate_spikes)
         for layer in self.layers:
             x = layer(x)
@@ -539,4 +551,5 @@ class EventDrivenSNN(nn.Module):
                 factors.append(cur)
             h = layer(h)
         self.calibrated.fill_(True)
+        self._calibration_pending = False
         return factors

@@ -31,7 +31,7 @@ Backward (``backend="sparse"``), with ``e[t] = dL/dS[t] g(V[t])`` on ``A`` only:
 * input gradient ``dL/dx_i[t] = sum_j W_ji delta_j[t]`` written only where the *input* layer is
   active (the layer below multiplies by its own truncated surrogate, zero elsewhere), so the
   whole-network gradient equals dense BPTT with the truncated surrogate and detached reset.  The
-  CPU library evaluates it one of two ways, whichever costs less
+  CPU library evaluates it one of two ways, whichever its cost model says costs less
   (:func:`~exodus_lightning.ops.sparse.products_are_cheaper`): by dot products of delta at the
   needed times with rows of ``W^T``, one per active input entry (the paper's way), or — since every
   neuron decays by the same ``a`` — by the scan ``Gv[t] = G[t] + a Gv[t+1]`` of
@@ -42,6 +42,9 @@ Backward (``backend="sparse"``), with ``e[t] = dL/dS[t] g(V[t])`` on ``A`` only:
 ``g_v[t] = g[t] (dL/dS[t] - c g_v[t+1]) + a g_v[t+1]``; outside ``A`` it is pure decay, and with
 ``e_hat[t] = g[t] (dL/dS[t] - c g_v[t+1])`` (nonzero on ``A`` only) the same trace and Prop. 1
 formulas hold with ``e_hat`` — the active-set structure is unchanged.
+
+The layer is the custom op ``exodus_sparse::sparse_linear_lif`` with this backward as its registered
+autograd formula, so :class:`SparseSNN` compiles with ``torch.compile(fullgraph=True)``.
 
 ``backend="dense"`` runs the dense native reverse scan with the same truncated surrogate and
 two ``torch.matmul`` for dW and dx (the benchmark's baseline).  Both backends run on CPU and CUDA
@@ -102,64 +105,94 @@ class _Config:
             setattr(self, k, v)
 
 
-class SparseLinearLIFFunction(torch.autograd.Function):
-    """``spikes = LIF(x W^T)`` with the sparse (or dense) truncated-surrogate backward.
+def _layer_forward(x: Tensor, weight: Tensor, alpha: float, theta: float, reset_scale: float, b_th: float,
+                   beta_s: float, delay: bool, strict: bool, backend: str,
+                   keep_trace: bool) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """The forward of :func:`sparse_linear_lif` from the sparse ops (on real or fake tensors)."""
+    h = torch.matmul(x, weight.to(x.dtype).t())
+    spikes, v, counts = ops.lif_forward(h, alpha, theta, reset_scale, b_th, beta_s, delay, strict)
+    del h
+    active = ops.collect_active(v, counts, theta, b_th, beta_s)
+    if backend == "sparse":
+        # Only the CSR active set and the input trace are kept; the membrane is dropped.
+        kept = ops.input_trace(x, alpha, delay) if keep_trace else x.new_empty((0,))
+    else:
+        kept = v
+    return spikes, active.offsets, active.times, active.fvals, kept
 
-    ``holder`` (a dict) receives ``"active"`` (this layer's :class:`~exodus_lightning.ops.sparse.ActiveSet`,
-    for the next layer's ``input_active``) and ``"v"`` when the dense backend keeps the membrane."""
 
-    @staticmethod
-    def forward(ctx, x: Tensor, weight: Tensor, cfg: _Config, input_active: Optional[ops.ActiveSet],
-                holder: dict) -> Tensor:
-        w = weight.to(x.dtype)
-        h = torch.matmul(x, w.t())
-        spikes, v, counts = ops.lif_forward(h, cfg.alpha, cfg.theta, cfg.reset_scale, cfg.b_th, cfg.beta_s,
-                                            cfg.delay, cfg.strict)
-        del h
-        active = ops.collect_active(v, counts, cfg.theta, cfg.b_th, cfg.beta_s)
-        holder["active"] = active
-        ctx.cfg, ctx.input_active = cfg, input_active
-        if cfg.backend == "sparse":
-            # Only the CSR active set and the input trace are kept; the membrane is dropped.
-            trace = ops.input_trace(x, cfg.alpha, cfg.delay) if ctx.needs_input_grad[1] else None
-            ctx.active = active
-            ctx.save_for_backward(trace, weight)
-        else:
-            ctx.save_for_backward(x, v, weight)
-        ctx.mark_non_differentiable()
-        return spikes
+@torch.library.custom_op("exodus_sparse::sparse_linear_lif", mutates_args=())
+def sparse_linear_lif(x: Tensor, weight: Tensor, in_offsets: Optional[Tensor], in_times: Optional[Tensor],
+                      alpha: float, theta: float, reset_scale: float, b_th: float, beta_s: float, delay: bool,
+                      strict: bool, exact: bool, backend: str,
+                      keep_trace: bool) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """``spikes = LIF(x W^T)`` (suppl. E.2 eq. 17-19) and what its backward keeps: returns
+    ``(spikes, offsets, times, fvals, kept)``, the layer's active set as a CSR and ``kept`` the input
+    trace (``backend="sparse"`` with ``keep_trace``: the weight gradient's, suppl. B), the membrane
+    (``"dense"``) or empty.  ``in_offsets``/``in_times``: the input layer's active set (the input
+    gradient is then written only there, suppl. C) or None (dense input gradient); ``exact`` keeps
+    the reset in the gradient.  Autograd: :func:`_backward`."""
+    return _layer_forward(x, weight, alpha, theta, reset_scale, b_th, beta_s, delay, strict, backend, keep_trace)
 
-    @staticmethod
-    def backward(ctx, grad_spikes: Tensor):
-        cfg = ctx.cfg
-        need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        grad_x = grad_w = None
-        if cfg.backend == "sparse":
-            trace, weight = ctx.saved_tensors
-            dt = ctx.active.fvals.dtype
-            w = weight.detach().to(dt)
-            mode = 0
-            if need_x:
-                mode = 2 if ctx.input_active is not None else 1
-            out = ops.sparse_backward(ctx.active, grad_spikes.to(dt), cfg.alpha, cfg.reset_scale, cfg.exact, cfg.delay,
-                                      trace if need_w else None, w, mode, ctx.input_active)
-            if need_w:
-                grad_w = out["grad_w"].to(weight.dtype)
-            if mode == 1:
-                grad_x = torch.matmul(out["delta"], w)
-            elif mode == 2:
-                grad_x = out["grad_x"]
-        else:
-            x, v, weight = ctx.saved_tensors
-            delta = ops.dense_backward(v, grad_spikes, cfg.alpha, cfg.theta, cfg.reset_scale, cfg.b_th, cfg.beta_s,
-                                       cfg.exact, cfg.delay)
-            w = weight.detach().to(delta.dtype)
-            if need_w:
-                grad_w = torch.matmul(delta.reshape(-1, delta.shape[2]).t(),
-                                      x.reshape(-1, x.shape[2]).to(delta.dtype)).to(weight.dtype)
-            if need_x:
-                grad_x = torch.matmul(delta, w)
-        return grad_x, grad_w, None, None, None
+
+@sparse_linear_lif.register_fake
+def _(x, weight, in_offsets, in_times, alpha, theta, reset_scale, b_th, beta_s, delay, strict, exact, backend,
+      keep_trace):
+    return _layer_forward(x, weight, alpha, theta, reset_scale, b_th, beta_s, delay, strict, backend, keep_trace)
+
+
+def _setup(ctx, inputs, output) -> None:
+    (x, weight, in_offsets, in_times, alpha, theta, reset_scale, b_th, beta_s, delay, strict, exact, backend,
+     keep_trace) = inputs
+    _, offsets, times, fvals, kept = output
+    ctx.cfg = _Config(alpha=alpha, theta=theta, reset_scale=reset_scale, b_th=b_th, beta_s=beta_s, delay=delay,
+                      strict=strict, exact=exact, backend=backend)
+    ctx.sparse_input = in_offsets is not None
+    ctx.keep_trace = keep_trace
+    ctx.save_for_backward(x if backend == "dense" else None, weight, offsets, times, fvals, kept, in_offsets,
+                          in_times)
+
+
+def _backward(ctx, grad_spikes, *_):
+    """Sparse backward (suppl. B, C; Prop. 1): ``dW`` from the errors at the active entries and the
+    input trace, ``dL/dx`` at the input layer's active entries (or dense from delta); or the dense
+    reverse scan and two GEMMs (``backend="dense"``)."""
+    cfg = ctx.cfg
+    need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+    x, weight, offsets, times, fvals, kept, in_offsets, in_times = ctx.saved_tensors
+    grad_x = grad_w = None
+    if cfg.backend == "sparse":
+        dt = fvals.dtype
+        w = weight.detach().to(dt)
+        mode = 0
+        if need_x:
+            mode = 2 if ctx.sparse_input else 1
+        if need_w and not ctx.keep_trace:
+            raise RuntimeError("exodus_sparse::sparse_linear_lif: the weight gradient needs the input trace, "
+                               "which keep_trace=False did not keep; call it with keep_trace=True")
+        trace = kept if need_w else None
+        _, gw, delta, gx, _ = torch.ops.exodus_sparse.sparse_backward(
+            offsets, times, fvals, grad_spikes.to(dt), cfg.alpha, cfg.reset_scale, cfg.exact, cfg.delay, trace, w,
+            mode, in_offsets if mode == 2 else None, in_times if mode == 2 else None, ops.DEFAULT_INPUT_PATH)
+        if need_w:
+            grad_w = gw.to(weight.dtype)
+        if mode == 1:
+            grad_x = torch.matmul(delta, w)
+        elif mode == 2:
+            grad_x = gx
+    else:
+        delta = ops.dense_backward(kept, grad_spikes, cfg.alpha, cfg.theta, cfg.reset_scale, cfg.b_th, cfg.beta_s,
+                                   cfg.exact, cfg.delay)
+        w = weight.detach().to(delta.dtype)
+        if need_w:
+            grad_w = torch.matmul(delta.reshape(-1, delta.shape[2]).t(),
+                                  x.reshape(-1, x.shape[2]).to(delta.dtype)).to(weight.dtype)
+        if need_x:
+            grad_x = torch.matmul(delta, w)
+    return grad_x, grad_w, None, None, None, None, None, None, None, None, None, None, None, None
+
+
+torch.library.register_autograd("exodus_sparse::sparse_linear_lif", _backward, setup_context=_setup)
 
 
 # ----------------------------------------------------------------------------- layers
@@ -276,9 +309,13 @@ class SparseLinearLIF(SpikingLayer, nn.Module):
                 raise ValueError(f"input_active is on {input_active.device}, x is on {x.device}")
             if input_active.fvals.dtype != x.dtype:
                 input_active = None  # dtypes differ: fall back to the dense input gradient (still exact)
-        holder: dict = {}
-        spikes = SparseLinearLIFFunction.apply(x, self.weight, self.config(), input_active, holder)
-        self.last_active = holder["active"]
+        c = self.config()
+        keep_trace = self.weight.requires_grad and torch.is_grad_enabled()
+        spikes, offsets, times, fvals, _ = sparse_linear_lif(
+            x, self.weight, None if input_active is None else input_active.offsets,
+            None if input_active is None else input_active.times, c.alpha, c.theta, c.reset_scale, c.b_th, c.beta_s,
+            c.delay, c.strict, c.exact, c.backend, keep_trace)
+        self.last_active = ops.ActiveSet(offsets, times, fvals, tuple(x.shape[:2]) + (self.out_features,))
         return spikes
 
     def extra_repr(self) -> str:
@@ -397,8 +434,19 @@ class SparseSNN(nn.Module):
             for a, b in zip(sizes[:-1], sizes[1:]))
         self.readout = DelayedLeakyReadout(sizes[-1], n_classes, tau=tau_readout, dt=dt, scale_input=readout_scale_input)
         self.strengths = (float(upper_strength), float(upper_threshold), float(lower_strength), float(lower_threshold))
-        self.last_regularization: Optional[float] = None
-        self.last_activity: list[float] = []
+        # the regularisers' value as a tensor: read as a float only when asked (no sync in the step,
+        # and no data-dependent Python value under torch.compile)
+        self._regularization: Optional[Tensor] = None
+
+    @property
+    def last_regularization(self) -> Optional[float]:
+        """The activity regularisers' value of the last training forward (None outside training)."""
+        return None if self._regularization is None else float(self._regularization)
+
+    @property
+    def last_activity(self) -> list[float]:
+        """The active fraction of each hidden layer in the last forward (the paper's rho)."""
+        return [layer.last_active.fraction for layer in self.layers if layer.last_active is not None]
 
     def forward(self, x: Tensor) -> Tensor:
         if x.ndim < 3:
@@ -407,19 +455,17 @@ class SparseSNN(nn.Module):
         if x.dtype not in (torch.float32, torch.float64):
             x = x.float()
         active = None
-        reg = 0.0
-        self.last_activity = []
+        reg = x.new_zeros(())
         regularize = self.training and torch.is_grad_enabled() and (self.strengths[0] > 0 or self.strengths[2] > 0)
         for layer in self.layers:
             x = layer(x, input_active=active)
             active = layer.last_active
-            self.last_activity.append(active.fraction)
             if regularize:
                 from exodus_lightning.losses import lower_activity_regularizer, upper_activity_regularizer
 
                 with torch.no_grad():
-                    reg += float(upper_activity_regularizer(x, self.strengths[0], self.strengths[1])
+                    reg = reg + (upper_activity_regularizer(x, self.strengths[0], self.strengths[1])
                                  + lower_activity_regularizer(x, self.strengths[2], self.strengths[3]))
                 x = _InjectRegularizerGrad.apply(x, self.strengths)
-        self.last_regularization = reg if regularize else None
+        self._regularization = reg.detach() if regularize else None
         return self.readout(x)

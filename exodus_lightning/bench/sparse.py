@@ -129,7 +129,11 @@ def _run_case(lib: _native.NativeLibrary, c: dict, N: int, rho: float, isas: lis
     kept_sparse = c["active"].nbytes() + _nbytes(c["trace"])
     bwd_dense = _nbytes(*d)
     bwd_sparse = _nbytes(out["e"], out["grad_w"], out["grad_x"]) + int(out["workspace_bytes"])
-    return [{"N": N, "rho": rho, "isa": isa, "measured_rho": c["active"].fraction,
+    # the input-gradient path the library's cost model chose for the sparse step
+    B, T, _ = c["active"].shape
+    plan = ops.backward_plan(lib, B, T, N, N, c["grad"].dtype, c["active"].count, c["in_active"].count)
+    path = "products" if plan.input_mode == 3 else "dots"
+    return [{"N": N, "rho": rho, "isa": isa, "measured_rho": c["active"].fraction, "path": path,
              "sparse": statistics.median(ts[isa]), "dense": statistics.median(td[isa]),
              "speedup": paired_speedup(td[isa], ts[isa]), "kept_dense": kept_dense, "kept_sparse": kept_sparse,
              "bwd_dense": bwd_dense, "bwd_sparse": bwd_sparse} for isa in isas]
@@ -139,14 +143,14 @@ def report(rows: list[dict], B: int, T: int) -> str:
     lines = [f"sparse vs dense backward of one Linear+LIF layer (N_in = N_out = hidden), B={B}, T={T}, float32, "
              f"B_th={B_TH}, CPU, torch threads {torch.get_num_threads()}",
              f"{'hidden':>6} {'active %':>8} {'dense ms':>9} {'sparse ms':>9} {'speed-up':>8} "
-             f"{'kept MB d/s':>13} {'bwd MB d/s':>13} {'mem saved':>9} {'kernels':>8}"]
+             f"{'kept MB d/s':>13} {'bwd MB d/s':>13} {'dx path':>8} {'mem saved':>9} {'kernels':>8}"]
     for r in rows:
         tot_d, tot_s = r["kept_dense"] + r["bwd_dense"], r["kept_sparse"] + r["bwd_sparse"]
         lines.append(
             f"{r['N']:>6} {100 * r['measured_rho']:8.2f} {1e3 * r['dense']:9.2f} {1e3 * r['sparse']:9.2f} "
             f"{r['speedup']:7.1f}x {r['kept_dense'] / 2**20:6.1f}/{r['kept_sparse'] / 2**20:<6.1f} "
-            f"{r['bwd_dense'] / 2**20:6.1f}/{r['bwd_sparse'] / 2**20:<6.1f} {100 * (1 - tot_s / tot_d):8.1f}% "
-            f"{r['isa']:>8}")
+            f"{r['bwd_dense'] / 2**20:6.1f}/{r['bwd_sparse'] / 2**20:<6.1f} {r['path']:>8} "
+            f"{100 * (1 - tot_s / tot_d):8.1f}% {r['isa']:>8}")
     return "\n".join(lines)
 
 

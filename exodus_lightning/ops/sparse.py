@@ -12,13 +12,22 @@ The kernels work on one fused Linear+LIF layer ``h = x W^T`` (``W`` of shape ``(
   input gradient written only at the input layer's active entries (suppl. B, C);
 * :func:`dense_backward` — the dense reverse scan with the same truncated surrogate (baseline).
 
+Each of them is a ``torch.library`` custom op (``exodus_sparse::lif_forward``, ``collect_active``,
+``input_trace``, ``sparse_backward``, ``dense_backward``) with a fake implementation, so networks built
+on them compile with ``torch.compile(fullgraph=True)``; the size of the active set is data-dependent
+(an unbacked size in the fake).  :class:`ActiveSet` is a Python view of ``collect_active``'s tensors.
+The library that runs a backward also plans it (:func:`backward_plan`, one C call): it chooses the
+input-gradient path by its cost model and reports the workspaces to allocate, so no driver layout
+is mirrored here.
+
 float32 / float64 on CPU and CUDA tensors, through the registry of :mod:`exodus_lightning._native`:
 the CPU library (OpenMP), the CUDA library (loaded lazily, the first time a CUDA tensor arrives; the
 kernels run on the caller's current stream of the tensors' own device) and the emulation library (the
-CUDA drivers compiled for the host; the tests route CPU calls to it by replacing :func:`for_device`).  The sums are deterministic on both devices (no atomics: every output
-element is written by one thread in a fixed order).  The CUDA drivers need workspaces the CPU does not
-(a table of ``alpha^n``, the needed times of the input layer per sample and the delta at those times),
-allocated here with the torch allocator on the tensors' device.
+CUDA drivers compiled for the host; the tests route CPU calls to it by replacing :func:`for_device`).
+The sums are deterministic on both devices (no atomics: every output element is written by one thread
+in a fixed order).  The workspaces are allocated here with the torch allocator on the tensors'
+device, as the library's plan (:func:`backward_plan`) asks; the CUDA drivers also take the needed
+times of the input layer per sample (:func:`needed_times`).
 
 The CPU library holds copies of its kernels for several instruction sets (baseline x86-64 / the
 build's target, AVX2, AVX-512; the same source at different vector widths, giving the same bits) and
@@ -36,6 +45,7 @@ from torch import Tensor
 
 from exodus_lightning import _native
 from exodus_lightning._native import SparseBackwardArgs as BackwardArgs
+from exodus_lightning._native import SparseBackwardPlanArgs as BackwardPlanArgs
 from exodus_lightning._native import SparseCollectArgs as CollectArgs
 from exodus_lightning._native import SparseDenseBackwardArgs as DenseBackwardArgs
 from exodus_lightning._native import SparseForwardArgs as ForwardArgs
@@ -119,10 +129,24 @@ class ActiveSet:
         return m
 
 
+# ----------------------------------------------------------------------------- custom ops
+#
+# Each C entry point is a custom op of namespace ``exodus_sparse`` with a fake implementation, so that
+# ``torch.compile`` traces through them; the active set's size |A| is data-dependent, and the fake
+# of ``collect_active`` gives it an unbacked size.  The ops check their arguments in the fake too,
+# so a bad call fails at trace time naming the argument.
+
+
+def _check_lif_forward(h: Tensor) -> None:
+    check_tensor(h, "h")
+
+
+@torch.library.custom_op("exodus_sparse::lif_forward", mutates_args=())
 def lif_forward(h: Tensor, alpha: float, theta: float, reset_scale: float, b_th: float, beta_s: float,
                 delay: bool, strict: bool) -> tuple[Tensor, Tensor, Tensor]:
-    """Neuron scan of suppl. E.2 on ``h = x W^T``: returns ``(spikes, V, counts (B*N,) int64)``."""
-    check_tensor(h, "h")
+    """Neuron scan of suppl. E.2 eq. (17)-(19) on ``h = x W^T``: returns ``(spikes, V, counts (B*N,) int64)``,
+    ``counts`` the active entries ``|V - V_th| < B_th`` per (b, j)."""
+    _check_lif_forward(h)
     B, T, N = h.shape
     spikes, v = h.new_empty((B, T, N)), h.new_empty((B, T, N))
     counts = torch.zeros(B * N, dtype=torch.int64, device=h.device)
@@ -133,15 +157,29 @@ def lif_forward(h: Tensor, alpha: float, theta: float, reset_scale: float, b_th:
     return spikes, v, counts
 
 
-def collect_active(v: Tensor, counts: Tensor, theta: float, b_th: float, beta_s: float) -> ActiveSet:
-    """The active set of membrane ``v`` as a CSR (``counts`` from :func:`lif_forward` on this ``v``; other
-    counts are a ValueError), on ``v``'s device."""
+@lif_forward.register_fake
+def _(h, alpha, theta, reset_scale, b_th, beta_s, delay, strict):
+    _check_lif_forward(h)
+    B, T, N = h.shape
+    return h.new_empty((B, T, N)), h.new_empty((B, T, N)), h.new_empty((B * N,), dtype=torch.int64)
+
+
+def _check_collect(v: Tensor, counts: Tensor) -> None:
     check_tensor(v, "v")
     check_device(counts, "counts", v.device)
     B, T, N = v.shape
     if counts.dtype != torch.int64 or counts.numel() != B * N:
         raise ValueError(f"counts must be int64 with B * N = {B * N} elements (from lif_forward), "
                          f"got {counts.dtype} of shape {tuple(counts.shape)}")
+
+
+@torch.library.custom_op("exodus_sparse::collect_active", mutates_args=())
+def _collect_active(v: Tensor, counts: Tensor, theta: float, b_th: float,
+                    beta_s: float) -> tuple[Tensor, Tensor, Tensor]:
+    """The CSR ``(offsets (B N + 1,) int64, times (|A| + 1,) int32, fvals (max(|A|, 1),))`` of the active set
+    (suppl. E.5 eq. 20 at each entry); ``times[|A|]`` is a status element."""
+    _check_collect(v, counts)
+    B, T, N = v.shape
     offsets = torch.zeros(B * N + 1, dtype=torch.int64, device=v.device)
     torch.cumsum(counts, 0, out=offsets[1:])
     K = int(offsets[-1])
@@ -155,7 +193,25 @@ def collect_active(v: Tensor, counts: Tensor, theta: float, b_th: float, beta_s:
     if int(times[K]) < 0:
         raise ValueError("counts do not match the active entries of v: pass the counts lif_forward returned "
                          "with this v")
-    return ActiveSet(offsets, times, fvals, (B, T, N), K)
+    return offsets, times, fvals
+
+
+@_collect_active.register_fake
+def _(v, counts, theta, b_th, beta_s):
+    _check_collect(v, counts)
+    B, T, N = v.shape
+    # |A| + 1 and max(|A|, 1), known only once the kernel ran; one unbacked size each, since torch.compile
+    # binds an unbacked size only where it is an output's size itself (not u0 + 1)
+    ctx = torch.library.get_ctx()
+    return (v.new_empty((B * N + 1,), dtype=torch.int64),
+            v.new_empty((ctx.new_dynamic_size(min=1),), dtype=torch.int32), v.new_empty((ctx.new_dynamic_size(min=1),)))
+
+
+def collect_active(v: Tensor, counts: Tensor, theta: float, b_th: float, beta_s: float) -> ActiveSet:
+    """The active set of membrane ``v`` as a CSR (``counts`` from :func:`lif_forward` on this ``v``; other
+    counts are a ValueError), on ``v``'s device (op ``exodus_sparse::collect_active``)."""
+    offsets, times, fvals = _collect_active(v, counts, theta, b_th, beta_s)
+    return ActiveSet(offsets, times, fvals, tuple(v.shape))
 
 
 def active_set_from_mask(mask: Tensor, fvals: Optional[Tensor] = None, dtype: torch.dtype = torch.float64) -> ActiveSet:
@@ -178,6 +234,7 @@ def active_set_from_mask(mask: Tensor, fvals: Optional[Tensor] = None, dtype: to
     return ActiveSet(offsets, times, fv, (B, T, N), K)
 
 
+@torch.library.custom_op("exodus_sparse::input_trace", mutates_args=())
 def input_trace(x: Tensor, alpha: float, delay: bool) -> Tensor:
     """Presynaptic trace ``tr[t] = alpha tr[t-1] + x[t - delay]`` (suppl. B: dV[t]/dW, reset ignored)."""
     check_tensor(x, "x")
@@ -187,6 +244,12 @@ def input_trace(x: Tensor, alpha: float, delay: bool) -> Tensor:
     lib.call("sparse_trace", B=B, T=T, N=N, dtype=_native.DTYPE_TAGS[x.dtype], x=x, alpha=alpha, delay=int(delay),
              trace=tr, device=device, stream=stream)
     return tr
+
+
+@input_trace.register_fake
+def _(x, alpha, delay):
+    check_tensor(x, "x")
+    return torch.empty_like(x, memory_format=torch.contiguous_format)
 
 
 def needed_times(input_active: ActiveSet) -> tuple[Tensor, Tensor, Tensor]:
@@ -214,147 +277,196 @@ def needed_times(input_active: ActiveSet) -> tuple[Tensor, Tensor, Tensor]:
     return need_offsets, times.contiguous(), need_index
 
 
-_INPUT_PATHS = ("auto", "dots", "products")
+# input_path of sparse_backward and the backward_plan code the libraries take for it
+INPUT_PATHS = {"auto": 0, "dots": 1, "products": 2}
+# The path the layers' backward asks for (tests force one path through a whole network).
+DEFAULT_INPUT_PATH = "auto"
+
+
+def backward_plan(lib: _native.NativeLibrary, B: int, T: int, N_out: int, N_in: int, dtype: torch.dtype, out_active: int,
+                  in_active: int, needed: int = 0, input_path: str = "auto") -> BackwardPlanArgs:
+    """What ``lib`` needs for a backward with the sparse input gradient (suppl. C): the input_mode it
+    chooses (2: dot products of delta at the needed times with rows of ``W^T``; 3: products with rows
+    of ``W`` and a reverse scan — its cost model decides for ``"auto"``), and its workspace sizes
+    (``exodus_sparse_backward_plan``, ``sparse_api.h``).  ``needed``: the (b, t) pairs where the CUDA
+    drivers need delta."""
+    if input_path not in INPUT_PATHS:
+        raise ValueError(f"input_path must be one of {tuple(INPUT_PATHS)}, got {input_path!r}")
+    plan = BackwardPlanArgs(B=B, T=T, N_out=N_out, N_in=N_in, dtype=_native.DTYPE_TAGS[dtype],
+                            input_path=INPUT_PATHS[input_path], out_active=out_active, in_active=in_active,
+                            needed=needed)
+    lib.call("sparse_backward_plan", plan)
+    return plan
 
 
 def products_are_cheaper(B: int, T: int, N_out: int, N_in: int, out_active: int, in_active: int) -> bool:
-    """Whether the sparse input gradient is cheaper by products (a row of ``W`` per active output
-    entry, then a reverse scan of ``B T N_in``) than by dot products (a row of ``W^T`` per active
-    input entry, plus delta at the needed times, up to ``B T N_out``, and the transpose of ``W``).
-
-    Costs in multiply-adds of the streamed rows; the weights of the other terms are what they
-    cost per element on the CPU (``exodus-lightning bench sparse``, 2 cores: the scan with its
-    row clearing ~5, the delta scan ~4, the transpose ~12): products win from ~500 hidden
-    neurons at equal activity, dot products below and whenever few input entries are active."""
-    by_products = out_active * N_in + 5 * B * T * N_in
-    by_dots = in_active * N_out + 4 * B * T * N_out + 12 * N_out * N_in
-    return by_products <= by_dots
+    """Whether the CPU library computes the sparse input gradient of these sizes by products (a row of
+    ``W`` per active output entry, then a reverse scan) rather than by dot products (a row of ``W^T``
+    per active input entry, delta at the needed times, the transpose of ``W``): its cost model
+    (``products_are_cheaper`` in ``native/src/sparse/sparse_cpu.cpp``), asked through
+    :func:`backward_plan`."""
+    return backward_plan(library(), B, T, N_out, N_in, torch.float32, out_active, in_active).input_mode == 3
 
 
-def sparse_backward(active: ActiveSet, grad_spikes: Tensor, alpha: float, reset_scale: float, exact: bool,
-                    delay: bool, trace: Optional[Tensor], weight: Optional[Tensor], input_mode: int,
-                    input_active: Optional[ActiveSet] = None, input_path: str = "auto") -> dict[str, Tensor]:
-    """Active-set backward of one fused Linear+LIF layer, on the device of ``grad_spikes``.
-
-    Returns a dict with ``e`` (the error at the active entries; e-hat for ``exact``), ``grad_w``
-    (when ``trace`` is given), and for ``input_mode`` 1 ``delta`` (dense dL/dh, ``(B, T, N_out)``)
-    or for ``input_mode`` 2 ``grad_x`` (dL/dx written only at ``input_active``'s entries, zero
-    elsewhere — exact for the upstream gradient because the layer below multiplies by its own
-    truncated surrogate, zero off its active set) and ``workspace_bytes`` (a CPU scalar: the bytes of
-    the kernels' workspace — delta at the needed times, and on the CPU the transposed weight; or the
-    product path's lists of errors by time).
-
-    ``input_path`` picks how the CPU library computes the sparse input gradient (the CUDA drivers
-    always use dot products): ``"dots"`` — delta at the times the input layer needs, then one dot
-    product with a row of ``W^T`` per active input entry (suppl. C); ``"products"`` — since every
-    neuron decays by the same alpha, ``sum_j W[j, i] g_v[b, t, j]`` obeys the same reverse scan as
-    ``g_v``, so it is accumulated from one row of ``W`` per active *output* entry (no delta, no
-    transposed weight); ``"auto"`` (default) — the cheaper of the two
-    (:func:`products_are_cheaper`).  Both give the same gradient up to float rounding.
-    """
-    if input_path not in _INPUT_PATHS:
-        raise ValueError(f"input_path must be one of {_INPUT_PATHS}, got {input_path!r}")
+def _check_backward(offsets: Tensor, times: Tensor, fvals: Tensor, grad_spikes: Tensor, trace: Optional[Tensor],
+                    weight: Optional[Tensor], input_mode: int, in_offsets: Optional[Tensor],
+                    in_times: Optional[Tensor], input_path: str) -> int:
+    """Checks of :func:`sparse_backward`'s arguments; returns N_in (0 without trace and weight)."""
+    if input_path not in INPUT_PATHS:
+        raise ValueError(f"input_path must be one of {tuple(INPUT_PATHS)}, got {input_path!r}")
     check_tensor(grad_spikes, "grad_spikes")
-    B, T, N = active.shape
-    if tuple(grad_spikes.shape) != (B, T, N):
-        raise ValueError(f"grad_spikes must have shape {(B, T, N)}, got {tuple(grad_spikes.shape)}")
+    B, T, N = grad_spikes.shape
     dev = grad_spikes.device
-    for name, t in [("active.offsets", active.offsets), ("active.times", active.times),
-                    ("active.fvals", active.fvals)]:
+    for name, t in [("active.offsets", offsets), ("active.times", times), ("active.fvals", fvals)]:
         check_device(t, name, dev)
-    dt = grad_spikes.dtype
-    if active.fvals.dtype != dt:
-        raise TypeError(f"active.fvals is {active.fvals.dtype}, grad_spikes is {dt}: the dtypes must match")
+    if offsets.numel() != B * N + 1:
+        raise ValueError(f"active.offsets must have B * N + 1 = {B * N + 1} elements for grad_spikes of shape "
+                         f"{(B, T, N)}, got {offsets.numel()}")
+    if fvals.dtype != grad_spikes.dtype:
+        raise TypeError(f"active.fvals is {fvals.dtype}, grad_spikes is {grad_spikes.dtype}: the dtypes must match")
     N_in = 0
     if trace is not None:
         check_tensor(trace, "trace")
         check_device(trace, "trace", dev)
         if tuple(trace.shape[:2]) != (B, T):
             raise ValueError(f"trace must have shape {(B, T)} + (N_in,), got {tuple(trace.shape)}")
-        trace = trace.to(dt)
         N_in = trace.shape[2]
     if input_mode == 2:
-        if weight is None or input_active is None:
+        if weight is None or in_offsets is None or in_times is None:
             raise ValueError("input_mode 2 needs weight and input_active")
         check_device(weight, "weight", dev)
-        check_device(input_active.offsets, "input_active", dev)
+        check_device(in_offsets, "input_active", dev)
         if weight.ndim != 2 or weight.shape[0] != N or (trace is not None and weight.shape[1] != N_in):
             raise ValueError(f"weight must have shape (N_out={N}, N_in{'=' + str(N_in) if trace is not None else ''}),"
                              f" got {tuple(weight.shape)}")
         N_in = weight.shape[1]
-        if input_active.shape != (B, T, N_in):
-            raise ValueError(f"input_active has shape {input_active.shape}, expected {(B, T, N_in)}")
+        if in_offsets.numel() != B * N_in + 1:
+            raise ValueError(f"input_active has {in_offsets.numel() - 1} (b, i) pairs, expected B * N_in = {B * N_in}")
     elif input_mode not in (0, 1):
         raise ValueError(f"input_mode must be 0, 1 or 2, got {input_mode!r}")
+    return N_in
+
+
+@torch.library.custom_op("exodus_sparse::sparse_backward", mutates_args=())
+def _sparse_backward(offsets: Tensor, times: Tensor, fvals: Tensor, grad_spikes: Tensor, alpha: float,
+                     reset_scale: float, exact: bool, delay: bool, trace: Optional[Tensor], weight: Optional[Tensor],
+                     input_mode: int, in_offsets: Optional[Tensor], in_times: Optional[Tensor],
+                     input_path: str) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """``(e, grad_w, delta, grad_x, workspace_bytes)`` of :func:`sparse_backward`, the absent ones empty."""
+    N_in = _check_backward(offsets, times, fvals, grad_spikes, trace, weight, input_mode, in_offsets, in_times,
+                           input_path)
+    B, T, N = grad_spikes.shape
+    dev, dt = grad_spikes.device, grad_spikes.dtype
     lib, device, stream = _launch(grad_spikes)
-    e = torch.empty(max(active.count, 1), dtype=dt, device=dev)
-    out: dict[str, Tensor] = {"e": e}
+    e = torch.empty_like(fvals)  # max(|A|, 1) elements: one per active entry
+    grad_w, delta, grad_x = (grad_spikes.new_empty((0,)) for _ in range(3))  # distinct: outputs may not alias
+    workspace_bytes = torch.zeros((), dtype=torch.int64)
+    # the registry's call holds every tensor handed to the library until the call returns
     args = dict(B=B, T=T, N_out=N, N_in=N_in, dtype=_native.DTYPE_TAGS[dt], alpha=alpha, reset_scale=reset_scale,
-                exact=int(exact), delay=int(delay), offsets=active.offsets, times=active.times,
-                fvals=active.fvals, grad_spikes=grad_spikes, e=e, input_mode=input_mode, device=device, stream=stream)
-    if lib.device_drivers:
+                exact=int(exact), delay=int(delay), offsets=offsets, times=times, fvals=fvals,
+                grad_spikes=grad_spikes, e=e, input_mode=input_mode, device=device, stream=stream)
+    if lib.device_drivers:  # alpha^n: the CUDA drivers' only workspace outside the sparse input gradient
         args["powers"] = torch.empty(T + 1, dtype=dt, device=dev)
     if trace is not None:
         grad_w = torch.empty(N, N_in, dtype=dt, device=dev)
-        args["trace"], args["grad_w"] = trace, grad_w
-        out["grad_w"] = grad_w
+        args["trace"], args["grad_w"] = trace.to(dt), grad_w
     if input_mode == 1:
         delta = torch.empty(B, T, N, dtype=dt, device=dev)
         args["delta"] = delta
-        out["delta"] = delta
     elif input_mode == 2:
-        # The CPU library writes all of grad_x (zeroing each sample's slice in parallel); the CUDA
-        # drivers write the active entries only.
-        grad_x = (torch.zeros if lib.device_drivers else torch.empty)(B, T, N_in, dtype=dt, device=dev)
-        args["grad_x"] = grad_x
-        args["in_offsets"], args["in_times"] = input_active.offsets, input_active.times
-        # W itself for every path: the CUDA threads along i read its rows coalesced, the CPU product
-        # path reads a row per active output entry, the CPU dot-product path transposes it
-        args["w"] = weight.detach().to(dt)
-        workspace: Optional[Tensor] = None
+        needed = 0
         if lib.device_drivers:
-            # delta at each sample's needed times
+            # needed_times reads the input set's offsets and times only (fvals: a placeholder)
+            input_active = ActiveSet(in_offsets, in_times, fvals, (B, T, N_in))
             need_offsets, need_times, need_index = needed_times(input_active)
-            workspace = torch.empty(max(int(need_offsets[-1]), 1), N, dtype=dt, device=dev)
-            args["delta_needed"] = workspace
+            needed = int(need_offsets[-1])
             args.update(need_offsets=need_offsets, need_times=need_times, need_index=need_index)
-        elif input_path == "products" or (input_path == "auto" and products_are_cheaper(
-                B, T, N, N_in, active.count, input_active.count)):
-            # mode 3: the library's only workspace is, per thread, one sample's errors (row pointer +
-            # value) and active inputs (int64) bucketed by time, three (T + 1) int64 index arrays and
-            # the scan's row of N_in (counted here for an average sample)
-            args["input_mode"] = 3
-            n_threads = max(1, min(lib.max_threads(), B))
-            size = grad_spikes.element_size()
-            per_sample_out, per_sample_in = -(-active.count // max(B, 1)), -(-input_active.count // max(B, 1))
-            workspace_bytes = n_threads * (per_sample_out * (8 + size) + per_sample_in * 8 + 3 * (T + 1) * 8
-                                           + N_in * size)
+            out_active = in_active = 0  # the device drivers have one path: no cost model, no sync
         else:
-            # per-thread delta at the needed times; the library transposes W into the tail (rows of
-            # W^T make the dot products over j contiguous), in parallel and cache-blocked
-            n_ws = max(1, min(lib.max_threads(), B))
-            workspace = torch.empty(n_ws * T * N + N_in * N, dtype=dt, device=dev)
-            args["workspace"], args["n_workspaces"] = workspace, n_ws
-        if workspace is not None:
-            workspace_bytes = workspace.numel() * workspace.element_size()
-        out["grad_x"] = grad_x
-        # W itself is the caller's and not counted
-        out["workspace_bytes"] = torch.tensor(workspace_bytes)
-    # the registry holds every tensor (and its contiguous copy) until the call returns
+            out_active, in_active = int(offsets[-1]), int(in_offsets[-1])
+        plan = backward_plan(lib, B, T, N, N_in, dt, out_active, in_active, needed, input_path)
+        args["input_mode"], args["n_workspaces"] = plan.input_mode, plan.n_workspaces
+        grad_x = (torch.zeros if plan.zero_grad_x else torch.empty)(B, T, N_in, dtype=dt, device=dev)
+        args.update(grad_x=grad_x, in_offsets=in_offsets, in_times=in_times, w=weight.detach().to(dt))
+        for name in ("workspace", "powers", "delta_needed"):
+            if getattr(plan, name):
+                args[name] = torch.empty(getattr(plan, name), dtype=dt, device=dev)
+        workspace_bytes.fill_(plan.workspace_bytes)
     lib.call("sparse_backward", **args)
     # Freeing the workspaces while the kernels run is safe: they were allocated on the stream the
     # kernels run on, and the caching allocator reuses a block only in that stream's order.
+    return e, grad_w, delta, grad_x, workspace_bytes
+
+
+@_sparse_backward.register_fake
+def _(offsets, times, fvals, grad_spikes, alpha, reset_scale, exact, delay, trace, weight, input_mode, in_offsets,
+      in_times, input_path):
+    N_in = _check_backward(offsets, times, fvals, grad_spikes, trace, weight, input_mode, in_offsets, in_times,
+                           input_path)
+    B, T, N = grad_spikes.shape
+    return (torch.empty_like(fvals), grad_spikes.new_empty((N, N_in) if trace is not None else (0,)),
+            grad_spikes.new_empty((B, T, N) if input_mode == 1 else (0,)),
+            grad_spikes.new_empty((B, T, N_in) if input_mode == 2 else (0,)), torch.empty((), dtype=torch.int64))
+
+
+def sparse_backward(active: ActiveSet, grad_spikes: Tensor, alpha: float, reset_scale: float, exact: bool,
+                    delay: bool, trace: Optional[Tensor], weight: Optional[Tensor], input_mode: int,
+                    input_active: Optional[ActiveSet] = None, input_path: Optional[str] = None) -> dict[str, Tensor]:
+    """Active-set backward of one fused Linear+LIF layer (suppl. B, C; op ``exodus_sparse::sparse_backward``),
+    on the device of ``grad_spikes``.
+
+    Returns a dict with ``e`` (the error at the active entries; e-hat for ``exact``), ``grad_w``
+    (when ``trace`` is given), and for ``input_mode`` 1 ``delta`` (dense dL/dh, ``(B, T, N_out)``)
+    or for ``input_mode`` 2 ``grad_x`` (dL/dx written only at ``input_active``'s entries, zero
+    elsewhere — exact for the upstream gradient because the layer below multiplies by its own
+    truncated surrogate, zero off its active set) and ``workspace_bytes`` (a CPU scalar: the bytes of
+    the kernels' workspace as the library reports them in its plan).
+
+    ``input_path`` picks how the CPU library computes the sparse input gradient (the CUDA drivers
+    always use dot products): ``"dots"`` — delta at the times the input layer needs, then one dot
+    product with a row of ``W^T`` per active input entry (suppl. C); ``"products"`` — since every
+    neuron decays by the same alpha, ``sum_j W[j, i] g_v[b, t, j]`` obeys the same reverse scan as
+    ``g_v``, so it is accumulated from one row of ``W`` per active *output* entry (no delta, no
+    transposed weight); ``"auto"`` — the cheaper of the two by the library's cost model
+    (:func:`products_are_cheaper`); None (default): :data:`DEFAULT_INPUT_PATH`.  Both give the same
+    gradient up to float rounding.
+    """
+    check_tensor(grad_spikes, "grad_spikes")
+    if tuple(grad_spikes.shape) != tuple(active.shape):
+        raise ValueError(f"grad_spikes must have shape {active.shape}, got {tuple(grad_spikes.shape)}")
+    if input_mode == 2 and input_active is not None and weight is not None and weight.ndim == 2:
+        B, T, _ = active.shape
+        if tuple(input_active.shape) != (B, T, weight.shape[1]):
+            raise ValueError(f"input_active has shape {input_active.shape}, expected {(B, T, weight.shape[1])}")
+    e, grad_w, delta, grad_x, workspace_bytes = _sparse_backward(
+        active.offsets, active.times, active.fvals, grad_spikes, alpha, reset_scale, exact, delay, trace, weight,
+        input_mode, None if input_active is None else input_active.offsets,
+        None if input_active is None else input_active.times,
+        DEFAULT_INPUT_PATH if input_path is None else input_path)
+    out: dict[str, Tensor] = {"e": e}
+    if trace is not None:
+        out["grad_w"] = grad_w
+    if input_mode == 1:
+        out["delta"] = delta
+    elif input_mode == 2:
+        out["grad_x"], out["workspace_bytes"] = grad_x, workspace_bytes
     return out
 
 
-def dense_backward(v: Tensor, grad_spikes: Tensor, alpha: float, theta: float, reset_scale: float, b_th: float,
-                   beta_s: float, exact: bool, delay: bool) -> Tensor:
-    """Dense reverse scan with the truncated surrogate: ``delta = dL/dh`` of shape ``(B, T, N)``."""
+def _check_dense_backward(v: Tensor, grad_spikes: Tensor) -> None:
     check_tensor(v, "v")
     check_tensor(grad_spikes, "grad_spikes")
     check_device(grad_spikes, "grad_spikes", v.device)
     if grad_spikes.shape != v.shape:
         raise ValueError(f"grad_spikes must have shape {tuple(v.shape)}, got {tuple(grad_spikes.shape)}")
+
+
+@torch.library.custom_op("exodus_sparse::dense_backward", mutates_args=())
+def dense_backward(v: Tensor, grad_spikes: Tensor, alpha: float, theta: float, reset_scale: float, b_th: float,
+                   beta_s: float, exact: bool, delay: bool) -> Tensor:
+    """Dense reverse scan with the truncated surrogate (the baseline of suppl. B): ``delta = dL/dh`` of
+    shape ``(B, T, N)``."""
+    _check_dense_backward(v, grad_spikes)
     B, T, N = v.shape
     delta = v.new_empty((B, T, N))
     lib, device, stream = _launch(v)
@@ -362,3 +474,9 @@ def dense_backward(v: Tensor, grad_spikes: Tensor, alpha: float, theta: float, r
              grad_spikes=grad_spikes.to(v.dtype), alpha=alpha, theta=theta, reset_scale=reset_scale, b_th=b_th,
              beta_s=beta_s, exact=int(exact), delay=int(delay), delta=delta, device=device, stream=stream)
     return delta
+
+
+@dense_backward.register_fake
+def _(v, grad_spikes, alpha, theta, reset_scale, b_th, beta_s, exact, delay):
+    _check_dense_backward(v, grad_spikes)
+    return torch.empty_like(v, memory_format=torch.contiguous_format)

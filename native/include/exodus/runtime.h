@@ -22,8 +22,9 @@
 /* One version for the whole ABI (every struct and entry point of every library).  History: core
  * 2 (exodus_lif_forward_args.nonfinite), sparse 5, event 2 when they were separate libraries;
  * 6: one library per device, one last_error / abi_version / build_info per library, the CPU
- * library's one instruction-set selection (exodus_isa*, $EXODUS_ISA). */
-#define EXODUS_ABI_VERSION 6
+ * library's one instruction-set selection (exodus_isa*, $EXODUS_ISA); 7: sparse_backward_plan (the
+ * library chooses the sparse input-gradient path and sizes its workspaces). */
+#define EXODUS_ABI_VERSION 7
 
 enum { EXODUS_OK = 0, EXODUS_ERR_ARGUMENT = 1, EXODUS_ERR_DTYPE = 2, EXODUS_ERR_CUDA = 3,
        EXODUS_ERR_INTERNAL = 4 };

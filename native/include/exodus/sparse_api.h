@@ -96,7 +96,7 @@ typedef struct exodus_sparse_backward_args {
     const int64_t* in_offsets; /* mode 2: (B * N_in + 1) */
     const int32_t* in_times;   /* mode 2 */
     void* workspace;        /* mode 2, CPU: n_workspaces * T * N_out elements (+ N_in * N_out when
-                             * w_t is NULL: the transposed weight) */
+                             * w_t is NULL: the transposed weight); exodus_sparse_backward_plan sizes it */
     int64_t n_workspaces;
     void* grad_x;           /* mode 2: (B, T, N_in) out; the CPU library writes all of it (zero off the
                              * active entries), the CUDA library needs it zero-initialised */
@@ -127,6 +127,33 @@ typedef struct exodus_sparse_dense_backward_args {
     void* stream;
 } exodus_sparse_dense_backward_args;
 
+/* What a backward call with the sparse input gradient (input_mode 2) needs, decided by the
+ * library that runs it: the input_mode to pass (the CPU library picks dot products, 2, or products,
+ * 3, by its cost model; the CUDA drivers always take 2), n_workspaces, the workspaces to allocate
+ * (in elements of dtype) and whether grad_x must be zero-initialised.  The caller allocates what the
+ * plan says and passes it to backward unchanged; it never needs the drivers' layouts. */
+typedef struct exodus_sparse_backward_plan_args {
+    int64_t B, T, N_out, N_in;
+    int32_t dtype;
+    int32_t input_path;     /* 0: the cheaper path (cost model); 1: dot products; 2: products (CPU
+                             * library only; the CUDA drivers take dot products whatever is asked) */
+    int64_t out_active;     /* |A| of this layer (offsets[B * N_out]) */
+    int64_t in_active;      /* |A| of the input layer (in_offsets[B * N_in]) */
+    int64_t needed;         /* CUDA drivers: need_offsets[B], the (b, t) pairs where delta is needed */
+    /* out */
+    int32_t input_mode;     /* 2 or 3: backward's input_mode */
+    int32_t zero_grad_x;    /* 1: grad_x must be zero-initialised (the driver writes the active entries only) */
+    int64_t n_workspaces;   /* backward's n_workspaces */
+    int64_t workspace;      /* elements of backward's workspace (0: none) */
+    int64_t powers;         /* elements of backward's powers (0: none) */
+    int64_t delta_needed;   /* elements of backward's delta_needed (0: none) */
+    int64_t workspace_bytes;/* every workspace byte of the call: the ones above and those the library
+                             * allocates itself (the product path's per-thread lists, for an average
+                             * sample) */
+    int32_t device;         /* as in exodus_sparse_forward_args */
+    void* stream;
+} exodus_sparse_backward_plan_args;
+
 /* CPU library: its OpenMP threads (the per-thread workspaces of backward); the copy of the kernels
  * that runs is the library's one selection (exodus_isa, exodus/runtime.h). */
 EXODUS_API int32_t exodus_sparse_max_threads(void);
@@ -135,6 +162,7 @@ EXODUS_API int32_t exodus_sparse_collect(const exodus_sparse_collect_args* a);
 EXODUS_API int32_t exodus_sparse_trace(const exodus_sparse_trace_args* a);
 EXODUS_API int32_t exodus_sparse_backward(const exodus_sparse_backward_args* a);
 EXODUS_API int32_t exodus_sparse_dense_backward(const exodus_sparse_dense_backward_args* a);
+EXODUS_API int32_t exodus_sparse_backward_plan(exodus_sparse_backward_plan_args* a);
 
 #ifdef __cplusplus
 }

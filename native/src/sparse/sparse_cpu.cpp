@@ -111,17 +111,36 @@ void require_tensor(const void* p, int64_t count, const char* fn, const char* na
         throw ArgError(std::string(fn) + ": " + name + " is NULL (" + std::to_string(count) + " elements expected)");
 }
 
-}  // namespace
+// Whether the sparse input gradient costs less by products (input_mode 3: a row of W per active
+// output entry, then a reverse scan of B T N_in) than by dot products (input_mode 2: a row of W^T per
+// active input entry, plus delta at the needed times, up to B T N_out, and the transpose of W).
+// Costs in multiply-adds of the streamed rows; the weights of the other terms are what they cost per
+// element on the CPU (exodus-lightning bench sparse, 2 cores: the scan with its row clearing ~5, the
+// delta scan ~4, the transpose ~12): products win from ~500 hidden neurons at equal activity, dot
+// products below and whenever few input entries are active.  In double: no int64 overflow, and exact
+// (so the same choice as integer arithmetic) below 2^53.
+bool products_are_cheaper(int64_t B, int64_t T, int64_t N_out, int64_t N_in, int64_t out_active,
+                          int64_t in_active) {
+    const double bt = double(B) * double(T);
+    const double by_products = double(out_active) * double(N_in) + 5 * bt * double(N_in);
+    const double by_dots =
+        double(in_active) * double(N_out) + 4 * bt * double(N_out) + 12 * double(N_out) * double(N_in);
+    return by_products <= by_dots;
+}
 
-extern "C" {
-
-EXODUS_API int32_t exodus_sparse_max_threads(void) {
+int32_t max_threads() {
 #ifdef _OPENMP
     return omp_get_max_threads();
 #else
     return 1;
 #endif
 }
+
+}  // namespace
+
+extern "C" {
+
+EXODUS_API int32_t exodus_sparse_max_threads(void) { return max_threads(); }
 
 EXODUS_API int32_t exodus_sparse_forward(const exodus_sparse_forward_args* a) {
     return guarded([&] {
@@ -206,6 +225,52 @@ EXODUS_API int32_t exodus_sparse_dense_backward(const exodus_sparse_dense_backwa
                                {a->delta, "delta"}})
             require_tensor(p, n, "dense_backward", name);
         EXODUS_SPARSE_RUN(dense_backward, *a);
+    });
+}
+
+// The input-gradient path of backward by the cost model (or as asked), and its workspaces: for dot
+// products (sparse_input_grad) one T x N_out block of delta per thread, the threads being at most
+// one per sample, then the transposed weight (N_in x N_out); products (input_grad_by_products)
+// allocate their per-thread lists themselves.  The CPU library writes all of grad_x.
+EXODUS_API int32_t exodus_sparse_backward_plan(exodus_sparse_backward_plan_args* a) {
+    return guarded([&] {
+        require(a != nullptr, "null arguments");
+        check_dims(a->B, a->T, a->N_out, a->dtype);
+        require(a->N_in >= 0, "backward_plan: negative N_in");
+        require(a->out_active >= 0 && a->in_active >= 0,
+                "backward_plan: out_active and in_active must be >= 0");
+        require(a->input_path >= 0 && a->input_path <= 2,
+                "backward_plan: input_path must be 0 (the cheaper), 1 (dot products) or 2 (products), got " +
+                    std::to_string(a->input_path));
+        const bool products = a->input_path == 2 ||
+                              (a->input_path == 0 && products_are_cheaper(a->B, a->T, a->N_out, a->N_in,
+                                                                          a->out_active, a->in_active));
+        const int64_t size = a->dtype == 1 ? 8 : 4;
+        const int64_t threads = std::max<int64_t>(1, std::min<int64_t>(max_threads(), a->B));
+        a->zero_grad_x = 0;
+        a->powers = a->delta_needed = 0;
+        a->n_workspaces = threads;
+        if (products) {
+            a->input_mode = 3;
+            a->workspace = 0;
+            // per thread: one sample's errors (row pointer + value) and active inputs (int64) bucketed
+            // by time, three (T + 1) int64 index arrays and the scan's row of N_in, for an average sample
+            const int64_t samples = std::max<int64_t>(a->B, 1);
+            const int64_t per_out = (a->out_active + samples - 1) / samples;
+            const int64_t per_in = (a->in_active + samples - 1) / samples;
+            const int64_t per_thread = elements("the product path's workspace",
+                                                {1, per_out * (8 + size) + per_in * 8 + 3 * (a->T + 1) * 8 +
+                                                        a->N_in * size});
+            a->workspace_bytes = elements("the product path's workspace bytes", {threads, per_thread});
+        } else {
+            a->input_mode = 2;
+            const int64_t rows = elements("n_workspaces * T * N_out", {threads, a->T, a->N_out});
+            const int64_t n_w = elements("N_out * N_in", {a->N_out, a->N_in});
+            require(rows <= std::numeric_limits<int64_t>::max() - n_w,
+                    "backward_plan: the workspace size overflows int64");
+            a->workspace = rows + n_w;
+            a->workspace_bytes = elements("the workspace bytes", {a->workspace, size});
+        }
     });
 }
 
