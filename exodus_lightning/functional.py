@@ -1,7 +1,7 @@
 """Pure functions of the spiking neurons (norse-style: state in, state out); every layer in
 ``exodus_lightning.nn`` calls these.
 
-Neuron model (ARCHITECTURE §3, sinabs conventions), per neuron, t = 0 … T-1:
+Neuron model (docs/architecture.md §3, sinabs conventions), per neuron, t = 0 … T-1:
 
     i[t]      = beta (i[t-1] + x[t])              synapse, if tau_syn is given (else i[t] = x[t])
     v[t]      = alpha v_post[t-1] + c i[t]        alpha = exp(-1/tau_mem), c = 1 - alpha if norm_input else 1
@@ -294,7 +294,7 @@ def lif(
 ) -> Union[Tensor, tuple[Tensor, LIFState]]:
     """Leaky integrate-and-fire neurons over a whole sequence ``x`` of shape ``(B, T, *features)``.
 
-    Equations in the module docstring (ARCHITECTURE §3).  ``tau_mem`` and ``threshold`` are floats
+    Equations in the module docstring (docs/architecture.md §3).  ``tau_mem`` and ``threshold`` are floats
     or tensors broadcasting right-aligned over the feature dims; ``tau_mem=float("inf")`` is the IF
     neuron.  ``norm_input`` defaults to False (sinabs' LIF defaults to True).  ``spike`` is
     "single", "multi" or an int k (at most k spikes per step).  ``min_v_mem`` clamps the

@@ -1,4 +1,4 @@
-"""Independent references for the tests: the neuron equations of ARCHITECTURE §3 as a plain
+"""Independent references for the tests: the neuron equations of docs/architecture.md §3 as a plain
 PyTorch time loop (float64 by default), differentiated by autograd (= BPTT), and the SLAYER
 recursion written out by hand.
 

@@ -1,4 +1,4 @@
-"""Every bad input of the functional API gets a clear error naming the argument (ARCHITECTURE §6)."""
+"""Every bad input of the functional API gets a clear error naming the argument (docs/architecture.md §6)."""
 
 from __future__ import annotations
 

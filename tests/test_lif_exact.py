@@ -1,5 +1,5 @@
 """EXODUS gradients equal BPTT (autograd through a float64 PyTorch loop) over a pairwise covering
-grid of neuron configurations; spikes equal the reference bit for bit (ARCHITECTURE §3–4)."""
+grid of neuron configurations; spikes equal the reference bit for bit (docs/architecture.md §3–4)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The custom ops: opcheck, gradcheck where finite differences apply, torch.compile, the leaky
 integrator against its reference, and the CUDA driver code run on the CPU through the emulation
-shim (ARCHITECTURE §2)."""
+shim (docs/architecture.md §2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Spiking layers and networks (ARCHITECTURE §1, §3, §6).
+"""Spiking layers and networks (docs/architecture.md §1, §3, §6).
 
 - Neurons around :mod:`exodus_lightning.functional`: :class:`LIF`, :class:`IF`,
   :class:`StatefulLIF`, :class:`LeakyIntegrator`, :class:`RecurrentLIF` — input and output

@@ -2,7 +2,7 @@
 (norse-style: the function does the work, the module holds the parameters).
 
 Every layer takes ``(B, T, *features)`` and returns the same shape.  Layers are stateless by
-default: each call starts from ``v = 0`` (ARCHITECTURE §6).  For streaming, pass the state of
+default: each call starts from ``v = 0`` (docs/architecture.md §6).  For streaming, pass the state of
 the previous chunk as ``forward(x, state)`` and build the layer with ``return_state=True`` (or use
 :class:`StatefulLIF`, which keeps it between calls).  State is held in plain attributes, never in
 buffers, so it never enters the ``state_dict`` and checkpoints reload at any batch size.
@@ -111,7 +111,7 @@ def _as_state(state: object) -> tuple[Optional[Tensor], Optional[Tensor]]:
 
 @records_init_args
 class LIF(SpikingLayer, nn.Module):
-    r"""Leaky integrate-and-fire neurons (ARCHITECTURE §3, sinabs conventions), per neuron:
+    r"""Leaky integrate-and-fire neurons (docs/architecture.md §3, sinabs conventions), per neuron:
 
     .. code-block:: text
 

@@ -1,5 +1,5 @@
 """LIF/IF custom ops (``exodus::lif_forward``, ``exodus::lif_backward``) and the autograd
-Function that ties them together (ARCHITECTURE §2, §4).
+Function that ties them together (docs/architecture.md §2, §4).
 
 ``torch.library.custom_op`` cannot take a Python callable, and a registered autograd formula sees
 only the op's inputs; so forward and backward are two ops, and :class:`LIFFunction` calls the

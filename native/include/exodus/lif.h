@@ -1,4 +1,4 @@
-// Per-neuron LIF recurrences (ARCHITECTURE §3, §4), written once as EXODUS_HD inline functions and
+// Per-neuron LIF recurrences (docs/architecture.md §3, §4), written once as EXODUS_HD inline functions and
 // called by the CPU driver (SIMD across neurons), the CUDA kernels (a thread per neuron) and the
 // CUDA emulation used in the tests.  All arithmetic is in the accumulation type A.
 //
@@ -96,7 +96,7 @@ EXODUS_HD A lif_post_from_v(A v, A theta, A v_min, const LifModes& m) {
     return lif_post(v, spike_count(v, theta, m.max_spikes), theta, v_min, m);
 }
 
-// Input scale c = 1 - alpha with norm_input, else 1 (ARCHITECTURE §3: v = alpha v_post + c i).
+// Input scale c = 1 - alpha with norm_input, else 1 (docs/architecture.md §3: v = alpha v_post + c i).
 // The forward steps also select on norm_input, so there c only has to be right when it is set.
 template <typename A>
 EXODUS_HD A input_scale(A alpha, int32_t norm_input) {

@@ -1,4 +1,4 @@
-/* What every native library of the package shares (ARCHITECTURE §2): the export macro, the one ABI
+/* What every native library of the package shares (docs/architecture.md §2): the export macro, the one ABI
  * version, the one family of error codes, the instruction-set tags of the CPU library, and the
  * library-level entry points.  There is one library per device, each exporting the operations of
  * every algorithm (c_api.h: LIF and leaky; sparse_api.h: sparse spiking gradient descent;

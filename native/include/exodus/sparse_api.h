@@ -1,5 +1,5 @@
 /* Plain C ABI of sparse spiking gradient descent (Perez-Nieves & Goodman, NeurIPS 2021, "S3GD").  Raw pointers and sizes only: no torch or Python headers, so one
- * build serves every torch and Python version (ARCHITECTURE §2).  Every entry point returns 0 on
+ * build serves every torch and Python version (docs/architecture.md §2).  Every entry point returns 0 on
  * success or an EXODUS_ERR_* code (exodus/runtime.h), the message being available from the
  * library's last_error().
  *

@@ -2,7 +2,7 @@
 // include/exodus/sparse_api.h), written once as EXODUS_HD inline functions and called by the CPU
 // kernels (src/sparse/sparse_cpu_kernels.inc, in each of its ISA copies), the CUDA kernels
 // (src/sparse/sparse_kernels.cuh) and their host emulation, so that the CPU tests exercise the
-// arithmetic the GPU runs (ARCHITECTURE §2).
+// arithmetic the GPU runs (docs/architecture.md §2).
 //
 // The operation order of every expression is part of the contract: the CPU and the CUDA drivers
 // must round identically (both compiled without FMA contraction), so spikes, active sets and

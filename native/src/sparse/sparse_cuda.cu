@@ -1,6 +1,6 @@
 // The sparse-SGD drivers of the CUDA library: sparse_kernels.cuh for float32 and float64, launched
 // on the caller's stream of the tensors' own device (made current for the call by DeviceGuard and
-// restored after), every launch checked (ARCHITECTURE §2).  No atomics anywhere: the results are
+// restored after), every launch checked (docs/architecture.md §2).  No atomics anywhere: the results are
 // deterministic (see sparse_kernels.cuh).
 #include <cuda_runtime.h>
 
