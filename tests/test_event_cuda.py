@@ -273,7 +273,7 @@ def test_gpu_second_device_while_the_first_is_current() -> None:
 def test_gpu_training_step_of_the_event_driven_model() -> None:
     """One optimiser step of EventDrivenSNN on the GPU equals the same step on the CPU (float64)."""
     torch.manual_seed(7)
-    net_cpu = EventDrivenSNN("20-32-4", tau_m=8.0, tau_s=4.0, tau_grad=3.0, damping=0.85,
+    net_cpu = EventDrivenSNN("20-32l-4l", tau_m=8.0, tau_s=4.0, tau_grad=3.0, damping=0.85,
                              max_dudt_inv=4.0).double()
     x = (torch.rand(6, 40, 20) < 0.3).double()
     target = torch.tensor([0, 1, 2, 3, 0, 1])

@@ -56,7 +56,7 @@ def test_gradient_sum_conserved_between_layers() -> None:
     """Appendix A: sum of spike-time gradients is the same at the output, hidden and input spikes
     (positive weights so that every g(t_k) > 0; no damping)."""
     torch.manual_seed(2)
-    net = EventDrivenSNN("12-10-4", weight_norm=False).double()
+    net = EventDrivenSNN("12-10l-4l", weight_norm=False).double()
     with torch.no_grad():
         for layer in net.weight_layers():
             layer.weight0.uniform_(0.05, 0.6)
@@ -107,7 +107,7 @@ def test_weight_norm_backward_equals_autograd() -> None:
 
 def test_float32_agrees_with_float64_and_conv_network_runs() -> None:
     torch.manual_seed(5)
-    net = EventDrivenSNN("8x8x2-4c3-2p-6", calibrate_spikes=2.0)
+    net = EventDrivenSNN("8x8x2-4c3-2a-6l", calibrate_spikes=2.0)
     x = (torch.rand(2, 12, 2, 8, 8) < 0.2).float()
     out = net(x)
     assert out.shape == (2, 12, 6) and bool(net.calibrated)
@@ -148,11 +148,11 @@ def test_bad_input_errors() -> None:
     with pytest.raises(ValueError, match="T >= 1"):
         lin(torch.zeros(1, 0, 3))
     with pytest.raises(ValueError, match="architecture"):
-        EventDrivenSNN("10-3x-2")
+        EventDrivenSNN("10-3x-2l")
     with pytest.raises(TypeError, match="architecture"):
         EventDrivenSNN(12)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="calibrate_spikes"):
-        EventDrivenSNN("10-2", calibrate_spikes=0.0)
+        EventDrivenSNN("10-2l", calibrate_spikes=0.0)
     with pytest.raises(ValueError, match="gamma and beta"):
         weight_norm(torch.zeros(3, 2), torch.ones(2), torch.zeros(3))
     s = torch.zeros(1, 3, 2)

@@ -102,7 +102,7 @@ def _event():
     from exodus_lightning.models import SpikingClassifier
 
     torch.manual_seed(0)
-    return SpikingClassifier(EventDrivenSNN("10-16-3", calibrate_spikes=2.0), num_classes=3, loss="spike_count")
+    return SpikingClassifier(EventDrivenSNN("10-16l-3l", calibrate_spikes=2.0), num_classes=3, loss="spike_count")
 
 
 def _online():

@@ -75,7 +75,7 @@ def test_compiled_sparse_snn_equals_eager(backend, gradient):
 
 def test_compiled_event_driven_snn_equals_eager():
     torch.manual_seed(2)
-    model = EventDrivenSNN("8-12-3", init_gain=8.0).double()  # a gain at which both layers spike
+    model = EventDrivenSNN("8-12l-3l", init_gain=8.0).double()  # a gain at which both layers spike
     _assert_compiled_equals_eager(model, _inputs(8, 2), "inductor")
 
 
@@ -84,12 +84,12 @@ def test_calibrated_event_driven_snn_compiles_and_loads_its_state():
     calibrated network compiles fullgraph (forward reads a Python flag, not the buffer), and a
     network loading a calibrated state skips it too."""
     torch.manual_seed(2)
-    model = EventDrivenSNN("8-12-3", calibrate_spikes=2.0).double()
+    model = EventDrivenSNN("8-12l-3l", calibrate_spikes=2.0).double()
     x = _inputs(8, 2)
     model(x[0])  # eager: calibrates
     assert bool(model.calibrated)
     _assert_compiled_equals_eager(model, x, "aot_eager")
-    fresh = EventDrivenSNN("8-12-3", calibrate_spikes=2.0).double()
+    fresh = EventDrivenSNN("8-12l-3l", calibrate_spikes=2.0).double()
     fresh.load_state_dict(model.state_dict())
     assert torch.equal(fresh(x[1]), model(x[1]))
 

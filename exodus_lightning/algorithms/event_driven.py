@@ -40,7 +40,7 @@ output channel (biased variance, as S25/S26 assume), backward S23–S28 (:class:
 Example:
     >>> import torch
     >>> from exodus_lightning.algorithms.event_driven import EventDrivenSNN
-    >>> net = EventDrivenSNN("20-32-4", tau_m=8.0, tau_s=4.0, tau_grad=3.0)
+    >>> net = EventDrivenSNN("20-32l-4l", tau_m=8.0, tau_s=4.0, tau_grad=3.0)
     >>> net(torch.zeros(2, 10, 20)).shape
     torch.Size([2, 10, 4])
 """
@@ -48,7 +48,6 @@ Example:
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from typing import Literal, Optional
 
@@ -56,6 +55,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from exodus_lightning.nn.architecture import flat_size, parse_architecture
 from exodus_lightning.nn.spiking_layer import SpikingLayer
 from exodus_lightning.ops.event import srm_backward, srm_forward
 from exodus_lightning.spec import records_init_args
@@ -389,12 +389,6 @@ class _FlattenFeatures(nn.Module):
 
 # ----------------------------------------------------------------------------- network
 
-_CONV = re.compile(r"^(\d+)c(\d+)(?:p(\d+))?$")
-_POOL = re.compile(r"^(\d+)p$")
-_FC = re.compile(r"^(\d+)l?$")
-_IMAGE = re.compile(r"^(\d+)x(\d+)x(\d+)$")
-
-
 def predict(spikes: Tensor, weighted: bool = False) -> Tensor:
     """Class prediction from output spike counts ``(B, T, C) -> (B,)``.  ``weighted=True`` uses the
     official code's tie-break: spikes weighted by ``1.1 - t / (10 T)`` (earlier spikes count more)."""
@@ -413,12 +407,13 @@ class EventDrivenSNN(nn.Module):
     whose score (spike count summed over time) is the prediction of :func:`predict`.
 
     Args:
-        architecture: ``"F-H1-...-C"`` (fully connected sizes, e.g. ``"100-128-20"``) or, for
-            images ``(B, T, C, H, W)``, a first token ``HxWxC`` followed by ``NcK`` / ``NcKpP`` (conv,
-            N channels, kernel K, padding P, default K // 2), ``Kp`` (adjusted average pooling) and
-            ``N`` / ``Nl`` (fully connected; a flatten is inserted before the first).  Every weight
-            layer is followed by SRM neurons, the last one included (outputs are spikes).  N-MNIST
-            of Table S1: ``"34x34x2-12c5p1-2p-64c5p0-2p-10"``.
+        architecture: the framework's one grammar
+            (:func:`exodus_lightning.nn.architecture.parse_architecture`): ``"F-Hl-...-Cl"`` (fully
+            connected, e.g. ``"100-128l-20l"``) or, for images ``(B, T, C, H, W)``, a first token
+            ``HxWxC`` followed by ``NcK`` / ``NcKpP`` (conv, N channels, kernel K, padding P, default
+            K // 2), ``Na`` (average pooling, with the adjusted backward) and ``Nl`` (a flatten is
+            inserted before the first).  Every weight layer is followed by SRM neurons, the last one
+            included (outputs are spikes).  N-MNIST of Table S1: ``"34x34x2-12c5p1-2a-64c5p0-2a-10l"``.
         tau_m, tau_s, tau_grad, theta: S16 kernel, backward kernel, threshold (Table S1 N-MNIST
             defaults 8, 4, 3, 1).
         decay: ``"exp"`` (paper, ``exp(-1/tau)``) or ``"linear"`` (official code, ``1 - 1/tau``).
@@ -458,46 +453,21 @@ class EventDrivenSNN(nn.Module):
         module._calibration_pending = module.calibrate_spikes is not None and not bool(module.calibrated)
 
     def _build(self, arch: str, weight_norm: bool, init_gain: float) -> list[nn.Module]:
-        tokens = arch.split("-")
-        if len(tokens) < 2:
-            raise ValueError(f"architecture {arch!r} needs an input token and at least one layer")
-        img = _IMAGE.match(tokens[0])
+        self.input_shape, tokens = parse_architecture(arch, ("conv", "avg_pool", "linear"), "EventDrivenSNN")
+        if not tokens[-1].weighted:
+            raise ValueError(f"architecture {arch!r} must end with a weight layer (its spikes are the output)")
         layers: list[nn.Module] = []
-        if img:
-            h, w, c = (int(v) for v in img.groups())
-            self.input_shape: tuple[int, ...] = (c, h, w)
-            spatial = True
-        elif tokens[0].isdigit():
-            c = int(tokens[0])
-            self.input_shape = (c,)
-            spatial = False
-        else:
-            raise ValueError(f"architecture {arch!r}: the first token must be F or HxWxC, got {tokens[0]!r}")
-        for i, tok in enumerate(tokens[1:], 1):
-            if (m := _CONV.match(tok)) and spatial:
-                n, k = int(m.group(1)), int(m.group(2))
-                p = int(m.group(3)) if m.group(3) is not None else k // 2
-                layers.append(EventConv2d(c, n, k, 1, p, self.cfg, weight_norm, init_gain))
-                h, w, c = h + 2 * p - k + 1, w + 2 * p - k + 1, n
-            elif (m := _POOL.match(tok)) and spatial:
-                k = int(m.group(1))
-                layers.append(AdjustedAvgPool2d(k))
-                h, w = h // k, w // k
-            elif m := _FC.match(tok):
-                if spatial:
-                    layers.append(_FlattenFeatures())
-                    c, spatial = c * h * w, False
-                n = int(m.group(1))
-                layers.append(EventLinear(c, n, self.cfg, weight_norm, init_gain))
-                c = n
+        for tok in tokens:
+            if tok.kind == "conv":
+                layers.append(EventConv2d(tok.in_shape[0], tok.size, tok.kernel, 1, tok.padding, self.cfg, weight_norm,
+                                          init_gain))
+            elif tok.kind == "avg_pool":
+                layers.append(AdjustedAvgPool2d(tok.size))
             else:
-                raise ValueError(f"architecture {arch!r}: token {i} {tok!r} is not NcK[pP], Kp (after an image "
-                                 "input) or N[l]")
-            if spatial and (h < 1 or w < 1):
-                raise ValueError(f"architecture {arch!r}: token {i} {tok!r} shrinks the feature map to {h}x{w}")
-        if not isinstance(layers[-1], EventLinear) and not isinstance(layers[-1], EventConv2d):
-            raise ValueError(f"architecture {arch!r} must end with a weight layer")
-        self.num_outputs = c
+                if len(tok.in_shape) != 1:
+                    layers.append(_FlattenFeatures())
+                layers.append(EventLinear(flat_size(tok.in_shape), tok.size, self.cfg, weight_norm, init_gain))
+        self.num_outputs = tokens[-1].out_shape[0]
         return layers
 
     def weight_layers(self) -> list[_EventWeightLayer]:

@@ -44,7 +44,6 @@ Example:
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple, Optional, Sequence, Union
 
@@ -52,6 +51,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from exodus_lightning.nn.architecture import KINDS, flat_size, parse_architecture, parse_input
 from exodus_lightning.nn.spiking_layer import SpikingLayer
 from exodus_lightning.spec import records_init_args
 
@@ -465,22 +465,6 @@ class OnlineSequential(nn.Sequential):
 
 # ----------------------------------------------------------------------------------- builders
 
-_CONV = re.compile(r"^(\d+)c(\d+)$")
-_SUMPOOL = re.compile(r"^(\d+)p$")
-_AVGPOOL = re.compile(r"^(\d+)a$")
-_LINEAR = re.compile(r"^(\d+)l$")
-
-
-def _parse_input(token: str) -> tuple[int, ...]:
-    dims = token.split("x")
-    if not all(d.isdigit() and int(d) > 0 for d in dims) or len(dims) not in (1, 3):
-        raise ValueError(f"architecture: the input token {token!r} must be F or HxWxC with positive sizes")
-    if len(dims) == 1:
-        return (int(dims[0]),)
-    h, w, c = (int(d) for d in dims)
-    return (c, h, w)
-
-
 def build_online_network(
     architecture: str,
     lam: float = 0.5,
@@ -492,10 +476,10 @@ def build_online_network(
     readout_trace: bool = True,
     input_trace: bool = False,
 ) -> OnlineSequential:
-    """Build an :class:`OnlineSequential` from an architecture string (the grammar of
-    :func:`exodus_lightning.nn.build_network`, one step at a time): ``F`` or ``HxWxC`` input, then
-    ``NcK`` (conv, N channels, kernel K, padding K//2), ``Nl`` (linear), ``Np`` (sum pool) or ``Na``
-    (average pool, the VGG-sWS pooling) with kernel = stride = N, ``g`` (global average pool).
+    """Build an :class:`OnlineSequential` from an architecture string in the framework's one grammar
+    (:func:`exodus_lightning.nn.architecture.parse_architecture`, one step at a time): ``F`` or ``HxWxC``
+    input, then ``NcK``/``NcKpP`` (conv), ``Nl`` (linear), ``Np`` (sum pool) or ``Na`` (average pool, the
+    VGG-sWS pooling) with kernel = stride = N, ``g`` (global average pool).
     Every weight layer but the last is followed by an :class:`OnlineLIF`; the last one is the
     stateless readout ``o[t] = W x[t] + b`` (suppl. C.2.2).
 
@@ -522,66 +506,32 @@ def build_online_network(
     lam = _check_lam(lam)
     _check_positive(threshold, "threshold")
     _check_positive(gamma, "gamma")
-    tokens = [t.strip() for t in architecture.strip().split("-")]
-    shape = _parse_input(tokens[0])
-    parsed = []
-    for i, tok in enumerate(tokens[1:], 1):
-        for kind, rx in (("c", _CONV), ("p", _SUMPOOL), ("a", _AVGPOOL), ("l", _LINEAR)):
-            m = rx.match(tok)
-            if m:
-                nums = [int(g) for g in m.groups()]
-                if min(nums) < 1:
-                    raise ValueError(f"architecture {architecture!r}: token {i} {tok!r} has a zero size")
-                parsed.append((kind, nums))
-                break
-        else:
-            if tok != "g":
-                raise ValueError(f"architecture {architecture!r}: token {i} {tok!r} does not parse: expected "
-                                 "'NcK', 'Nl', 'Np', 'Na' or 'g'")
-            parsed.append(("g", []))
-    weights = [j for j, (k, _) in enumerate(parsed) if k in "cl"]
-    if not weights:
-        raise ValueError(f"architecture {architecture!r} has no weight layer")
-    last = weights[-1]
+    _, tokens = parse_architecture(architecture, KINDS, "build_online_network")
+    weighted = [t for t in tokens if t.weighted]
     layers: list[nn.Module] = []
-    first = True
-    for j, (kind, nums) in enumerate(parsed):
-        if kind == "c":
-            if len(shape) != 3:
-                raise ValueError(f"architecture {architecture!r}: convolution {nums[0]}c{nums[1]} needs C x H x W "
-                                 f"input, got {shape}")
-            c, h, w = shape
-            n, k = nums
+    for tok in tokens:
+        first, last = tok is weighted[0], tok is weighted[-1]
+        if tok.kind == "conv":
             cls = ScaledWSConv2d if sws else nn.Conv2d
             kw = {"gamma": 1.0 if first else gamma} if sws else {}
-            conv = cls(c, n, k, padding=k // 2, bias=bias, **kw)
-            layers.append(OnlineConv2d(conv, use_trace=readout_trace if j == last else True))
-            shape = (n, h + 2 * (k // 2) - k + 1, w + 2 * (k // 2) - k + 1)
-            first = False
-        elif kind in "pa":
-            if len(shape) != 3:
-                raise ValueError(f"architecture {architecture!r}: pooling needs C x H x W input, got {shape}")
-            k = nums[0]
-            layers.append(SumPool(k) if kind == "p" else nn.AvgPool2d(k))
-            shape = (shape[0], shape[1] // k, shape[2] // k)
-        elif kind == "g":
-            if len(shape) != 3:
-                raise ValueError(f"architecture {architecture!r}: 'g' (global pool) needs C x H x W input, got {shape}")
+            conv = cls(tok.in_shape[0], tok.size, tok.kernel, padding=tok.padding, bias=bias, **kw)
+            layers.append(OnlineConv2d(conv, use_trace=readout_trace if last else True))
+        elif tok.kind == "sum_pool":
+            layers.append(SumPool(tok.size))
+        elif tok.kind == "avg_pool":
+            layers.append(nn.AvgPool2d(tok.size))
+        elif tok.kind == "global_pool":
             layers.append(nn.AdaptiveAvgPool2d(1))
-            shape = (shape[0], 1, 1)
         else:
-            if len(shape) != 1:
+            if len(tok.in_shape) != 1:
                 layers.append(nn.Flatten())
-                shape = (math.prod(shape),)
-            n = nums[0]
-            if sws and j != last:
-                lin: nn.Linear = ScaledWSLinear(shape[0], n, bias=bias, gamma=1.0 if first else gamma)
+            n_in = flat_size(tok.in_shape)
+            if sws and not last:
+                lin: nn.Linear = ScaledWSLinear(n_in, tok.size, bias=bias, gamma=1.0 if first else gamma)
             else:
-                lin = nn.Linear(shape[0], n, bias=bias)
-            layers.append(OnlineLinear(lin, use_trace=readout_trace if j == last else True))
-            shape = (n,)
-            first = False
-        if j in weights and j != last:
+                lin = nn.Linear(n_in, tok.size, bias=bias)
+            layers.append(OnlineLinear(lin, use_trace=readout_trace if last else True))
+        if tok.weighted and not last:
             layers.append(OnlineLIF(lam, threshold, surrogate))
     net = OnlineSequential(*layers, input_trace=lam if input_trace else None)
     _init(net, sws, gamma)
@@ -614,7 +564,7 @@ def vgg_sws_architecture(input_size: str, num_classes: int, cfg: Sequence[Union[
     linear readout, e.g. ``vgg_sws_architecture("32x32x3", 10)``."""
     if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 2:
         raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
-    _parse_input(input_size)
+    parse_input(input_size, input_size)
     parts = [input_size]
     for c in cfg:
         if c == "M":

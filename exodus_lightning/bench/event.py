@@ -56,7 +56,7 @@ def run(B: int, T: int, M: int, N: int, rates: tuple[float, ...], repeats: int) 
     for alpha in rates:
         torch.manual_seed(0)
         x = (torch.rand(B, T, M) < alpha).float()
-        net = EventDrivenSNN(f"{M}-{N}", tau_m=8.0, tau_s=4.0, tau_grad=3.0)
+        net = EventDrivenSNN(f"{M}-{N}l", tau_m=8.0, tau_s=4.0, tau_grad=3.0)
         layer = net.layers[0]
         net.calibrate(x, max(alpha * T, 0.5))
         w = layer.weight().detach()

@@ -2,14 +2,20 @@
 Table 2), e.g. ``"64x64x2-2c3-2p-4c3-2p-8c3-2p-16c3-11l"`` (DVS Gesture) and
 ``"100-128l-128l-20l"`` (Heidelberg Spiking Digits).
 
-Grammar (tokens separated by ``-``):
+The grammar is the framework's one (:func:`parse_architecture`; the OTTT and event-driven networks use
+it too); tokens separated by ``-``, each meaning one thing:
 
 - the first token is the input size of one time step: ``F`` (a feature vector) or ``HxWxC``
   (an image with C channels, as the paper writes 64x64x2; the network takes ``(B, T, C, H, W)``);
-- ``Nc K``: ``Conv2d`` with N output channels, kernel K, stride 1 and padding K // 2 (the paper
-  gives no padding; "same" padding for odd K keeps 64x64 maps at 64x64 until pooled);
-- ``Np``: :class:`SumPool2d` with kernel and stride N;
-- ``Nl``: ``Linear`` with N outputs (a ``Flatten`` is inserted before the first one after convs).
+- ``NcK``: convolution with N output channels, kernel K, stride 1 and padding K // 2 (the paper
+  gives no padding; "same" padding for odd K keeps 64x64 maps at 64x64 until pooled); ``NcKpP``:
+  padding P;
+- ``Np``: sum pooling with kernel and stride N; ``Na``: average pooling (kernel = stride = N);
+  ``g``: global average pooling;
+- ``Nl``: fully connected with N outputs (a flatten is inserted before the first one after convs).
+
+A builder says which kinds it has (:func:`build_network`: convolution, sum pooling, fully connected);
+another kind is an error naming the token and the builder.
 
 A spiking layer follows every weight layer (``c`` or ``l``) except the last, which is followed by
 ``readout`` (None: nothing, the network outputs the last layer's weighted input).  Pooling tokens
@@ -19,8 +25,10 @@ come after the spiking layer, so pools sum spikes.
 from __future__ import annotations
 
 import copy
+import math
 import re
-from typing import Callable, Optional, Union
+from dataclasses import dataclass
+from typing import Callable, Iterable, Optional, Union
 
 from torch import nn
 
@@ -30,10 +38,46 @@ from exodus_lightning.nn.time import SpikingSequential, SumPool2d
 
 NeuronSpec = Union[nn.Module, Callable[..., nn.Module]]
 
-_CONV = re.compile(r"^(\d+)c(\d+)$")
-_POOL = re.compile(r"^(\d+)p$")
-_LINEAR = re.compile(r"^(\d+)l$")
+_TOKENS = {
+    "conv": re.compile(r"^(\d+)c(\d+)(?:p(\d+))?$"),
+    "sum_pool": re.compile(r"^(\d+)p$"),
+    "avg_pool": re.compile(r"^(\d+)a$"),
+    "global_pool": re.compile(r"^g$"),
+    "linear": re.compile(r"^(\d+)l$"),
+}
+_SPELLING = {"conv": "'NcK' or 'NcKpP' (convolution)", "sum_pool": "'Np' (sum pooling)",
+             "avg_pool": "'Na' (average pooling)", "global_pool": "'g' (global average pooling)",
+             "linear": "'Nl' (fully connected)"}
+KINDS = tuple(_TOKENS)
 _INPUT = re.compile(r"^\d+(x\d+)*$")
+
+
+@dataclass(frozen=True)
+class LayerToken:
+    """One layer token of an architecture string, with the per-step shapes around it.
+
+    Attributes:
+        kind: ``"conv"``, ``"sum_pool"``, ``"avg_pool"``, ``"global_pool"`` or ``"linear"``.
+        size: output channels or features; the window of a pooling (0 for ``g``).
+        kernel, padding: of a convolution (0 otherwise).
+        text, index: the token as written and its position in the string.
+        in_shape, out_shape: ``(F,)`` or ``(C, H, W)`` before and after the layer (a fully connected
+            layer after a map flattens it: ``in_shape`` is the map).
+    """
+
+    kind: str
+    size: int
+    kernel: int
+    padding: int
+    text: str
+    index: int
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+
+    @property
+    def weighted(self) -> bool:
+        """Whether the layer has weights (a convolution or a fully connected layer)."""
+        return self.kind in ("conv", "linear")
 
 
 def _error(arch: str, i: int, token: str, why: str) -> ValueError:
@@ -62,6 +106,73 @@ def parse_input(arch: str, token: str) -> tuple[int, ...]:
         h, w, c = dims
         return (c, h, w)
     raise _error(arch, 0, token, f"has {len(dims)} dimensions: expected F or HxWxC")
+
+
+def _out_shape(arch: str, i: int, tok: str, kind: str, n: int, k: int, p: int,
+               shape: tuple[int, ...]) -> tuple[int, ...]:
+    if kind == "linear":
+        return (n,)
+    if len(shape) != 3:
+        what = "a convolution" if kind == "conv" else "a pooling layer"
+        raise _error(arch, i, tok, f"is {what} but its input has shape {shape} (not C x H x W)")
+    c, h, w = shape
+    if kind == "conv":
+        h, w = h + 2 * p - k + 1, w + 2 * p - k + 1
+        if h < 1 or w < 1:
+            raise _error(arch, i, tok, f"shrinks the {shape[1]}x{shape[2]} map to {h}x{w}")
+        return (n, h, w)
+    if kind == "global_pool":
+        return (c, 1, 1)
+    if n > h or n > w:
+        raise _error(arch, i, tok, f"pools {n}x{n} windows of a {h}x{w} map")
+    return (c, h // n, w // n)
+
+
+def parse_architecture(architecture: str, kinds: Iterable[str] = KINDS,
+                       builder: str = "this builder") -> tuple[tuple[int, ...], list[LayerToken]]:
+    """The input shape and the layer tokens of ``architecture`` (module docstring), every token parsed
+    and every shape checked before anything is built; a token of a kind outside ``kinds`` is an error
+    naming ``builder``.
+
+    Example:
+        >>> shape, tokens = parse_architecture("8x8x2-4c3-2p-10l")
+        >>> shape, [(t.kind, t.out_shape) for t in tokens]
+        ((2, 8, 8), [('conv', (4, 8, 8)), ('sum_pool', (4, 4, 4)), ('linear', (10,))])
+    """
+    if not isinstance(architecture, str):
+        raise TypeError(f"architecture must be a string such as '100-128l-20l', got {type(architecture).__name__}")
+    kinds = tuple(kinds)
+    tokens = [t.strip() for t in architecture.strip().split("-")]
+    if not tokens[0]:
+        raise ValueError(f"architecture must not be empty, got {architecture!r}")
+    for i, tok in enumerate(tokens):
+        if not tok:
+            raise _error(architecture, i, tok, "is empty (two '-' in a row or a trailing '-')")
+    shape = input_shape = parse_input(architecture, tokens[0])
+    out: list[LayerToken] = []
+    for i, tok in enumerate(tokens[1:], start=1):
+        kind = next((k for k, rx in _TOKENS.items() if rx.match(tok)), None)
+        if kind is None or kind not in kinds:
+            expected = ", ".join(_SPELLING[k] for k in kinds)
+            why = "does not parse" if kind is None else f"is {_SPELLING[kind]}, which {builder} does not build"
+            raise _error(architecture, i, tok, f"{why}: expected {expected}")
+        nums = [int(g) if g is not None else None for g in _TOKENS[kind].match(tok).groups()]
+        n = nums[0] if nums else 0
+        k = nums[1] if kind == "conv" else 0
+        p = (nums[2] if nums[2] is not None else k // 2) if kind == "conv" else 0
+        if (nums and n < 1) or (kind == "conv" and k < 1):
+            raise _error(architecture, i, tok, "has a zero size")
+        new_shape = _out_shape(architecture, i, tok, kind, n, k, p, shape)
+        out.append(LayerToken(kind, n, k, p, tok, i, shape, new_shape))
+        shape = new_shape
+    if not any(t.weighted for t in out):
+        raise ValueError(f"architecture {architecture!r} has no weight layer ('NcK' or 'Nl')")
+    return input_shape, out
+
+
+def flat_size(shape: tuple[int, ...]) -> int:
+    """Features of one step of ``shape`` once flattened."""
+    return math.prod(shape)
 
 
 def build_network(
@@ -96,84 +207,41 @@ def build_network(
         >>> net(torch.rand(2, 7, 100)).shape
         torch.Size([2, 7, 20])
     """
-    if not isinstance(architecture, str):
-        raise TypeError(f"architecture must be a string such as '100-128l-20l', got {type(architecture).__name__}")
     for name, spec in (("neuron", neuron), ("readout", readout)):
         if spec is not None and not isinstance(spec, nn.Module) and not callable(spec):
             raise TypeError(f"{name} must be an nn.Module template or a factory callable, got {type(spec).__name__}")
     if init is not None and not callable(init):
         raise TypeError(f"init must be a callable f(module) or None, got {type(init).__name__}")
     neuron = IF() if neuron is None else neuron
-    tokens = [t.strip() for t in architecture.strip().split("-")]
-    if not tokens[0]:
-        raise ValueError(f"architecture must not be empty, got {architecture!r}")
-    for i, tok in enumerate(tokens):
-        if not tok:
-            raise _error(architecture, i, tok, "is empty (two '-' in a row or a trailing '-')")
-    shape = parse_input(architecture, tokens[0])
-
-    # First pass: parse and check every token, so that errors name the token before anything is built.
-    parsed: list[tuple[str, int, int]] = []
-    for i, tok in enumerate(tokens[1:], start=1):
-        if m := _CONV.match(tok):
-            parsed.append(("c", int(m.group(1)), int(m.group(2))))
-        elif m := _POOL.match(tok):
-            parsed.append(("p", int(m.group(1)), 0))
-        elif m := _LINEAR.match(tok):
-            parsed.append(("l", int(m.group(1)), 0))
-        else:
-            raise _error(
-                architecture, i, tok,
-                "does not parse: expected 'NcK' (conv, N channels, kernel K), 'Np' (pool) or 'Nl' (linear)",
-            )
-        if parsed[-1][1] < 1 or (parsed[-1][0] == "c" and parsed[-1][2] < 1):
-            raise _error(architecture, i, tok, "has a zero size")
-    weight_idx = [j for j, p in enumerate(parsed) if p[0] in "cl"]
-    if not weight_idx:
-        raise ValueError(f"architecture {architecture!r} has no weight layer ('NcK' or 'Nl')")
-    last_weight = weight_idx[-1]
+    input_shape, tokens = parse_architecture(architecture, ("conv", "sum_pool", "linear"), "build_network")
+    weighted = [t for t in tokens if t.weighted]
 
     layers: list[nn.Module] = []
     names: dict[str, str] = {}  # the spiking/readout layers, after the weight-layer token they follow
-    for j, (kind, n, k) in enumerate(parsed):
-        i, tok = j + 1, tokens[j + 1]
-        if kind == "c":
-            if len(shape) != 3:
-                raise _error(architecture, i, tok, f"is a convolution but its input has shape {shape} (not C x H x W)")
-            c, h, w = shape
-            pad = k // 2
-            h, w = h + 2 * pad - k + 1, w + 2 * pad - k + 1
-            layers.append(nn.Conv2d(c, n, k, padding=pad, bias=bias))
-            shape = (n, h, w)
-        elif kind == "p":
-            if len(shape) != 3:
-                raise _error(architecture, i, tok, f"is a pooling layer but its input has shape {shape} (not C x H x W)")
-            c, h, w = shape
-            if n > h or n > w:
-                raise _error(architecture, i, tok, f"pools {n}x{n} windows of a {h}x{w} map")
-            layers.append(SumPool2d(n))
-            shape = (c, (h - n) // n + 1, (w - n) // n + 1)
+    for tok in tokens:
+        if tok.kind == "conv":
+            layers.append(nn.Conv2d(tok.in_shape[0], tok.size, tok.kernel, padding=tok.padding, bias=bias))
+        elif tok.kind == "sum_pool":
+            layers.append(SumPool2d(tok.size))
         else:
-            if len(shape) != 1:
+            if len(tok.in_shape) != 1:
                 layers.append(nn.Flatten())
-                shape = (shape[0] * shape[1] * shape[2],)
-            layers.append(nn.Linear(shape[0], n, bias=bias))
-            shape = (n,)
-        if kind in "cl":
-            if j != last_weight:
-                layers.append(_make(neuron, shape, "neuron"))
-                hidden = sum(1 for w in weight_idx if w <= j)
-                names[str(len(layers) - 1)] = f"hidden layer {hidden}: {tok} ({type(layers[-1]).__name__})"
+            layers.append(nn.Linear(flat_size(tok.in_shape), tok.size, bias=bias))
+        if tok.weighted:
+            if tok is not weighted[-1]:
+                layers.append(_make(neuron, tok.out_shape, "neuron"))
+                hidden = weighted.index(tok) + 1
+                names[str(len(layers) - 1)] = f"hidden layer {hidden}: {tok.text} ({type(layers[-1]).__name__})"
             elif readout is not None:
-                layers.append(_make(readout, shape, "readout"))
-                names[str(len(layers) - 1)] = f"readout: {tok} ({type(layers[-1]).__name__})"
+                layers.append(_make(readout, tok.out_shape, "readout"))
+                names[str(len(layers) - 1)] = f"readout: {tok.text} ({type(layers[-1]).__name__})"
     net = SpikingSequential(*layers)
     net.architecture = architecture
     net.layer_names = names  # for plots and messages (exodus_lightning.nn.names)
-    net.input_shape = parse_input(architecture, tokens[0])
+    net.input_shape = input_shape
     if init is not None:
         init(net)
     return net
 
 
-__all__ = ["build_network", "parse_input"]
+__all__ = ["build_network", "parse_architecture", "parse_input", "LayerToken", "KINDS", "flat_size"]

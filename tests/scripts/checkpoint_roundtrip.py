@@ -51,7 +51,7 @@ CASES = {
                                                             readout=LeakyIntegrator(20.0)), num_classes=4),
     "sparse": lambda: SpikingClassifier(SparseSNN(12, 4, hidden=[16, 16], tau_readout=20.0), num_classes=4,
                                         loss="sum_over_time_cross_entropy"),
-    "event": lambda: SpikingClassifier(EventDrivenSNN("12-16-4", calibrate_spikes=2.0), num_classes=4,
+    "event": lambda: SpikingClassifier(EventDrivenSNN("12-16l-4l", calibrate_spikes=2.0), num_classes=4,
                                        loss=SpikeCountLoss(n_correct=8.0, n_wrong=1.0)),
     "ottt_module": lambda: OnlineSpikingClassifier(build_online_network("12-16l-4l", lam=0.7, sws=True,
                                                                         input_trace=True), num_classes=4),
