@@ -29,6 +29,7 @@ _LAZY = {
 
 _BACKEND_NAMES = ("set_backend", "get_backend", "use_backend")
 _NONFINITE_NAMES = ("set_check_finite",)
+_PARAMETER_NAMES = ("LIFParameters",)
 
 
 def __getattr__(name: str):
@@ -38,7 +39,9 @@ def __getattr__(name: str):
         return getattr(importlib.import_module("exodus_lightning.backend"), name)
     if name in _NONFINITE_NAMES:
         return getattr(importlib.import_module("exodus_lightning.nonfinite"), name)
+    if name in _PARAMETER_NAMES:
+        return getattr(importlib.import_module("exodus_lightning.neuron_parameters"), name)
     raise AttributeError(f"module 'exodus_lightning' has no attribute {name!r}")
 
 
-__all__ = ["__version__", *_BACKEND_NAMES, *_NONFINITE_NAMES, *_LAZY]
+__all__ = ["__version__", *_BACKEND_NAMES, *_NONFINITE_NAMES, *_PARAMETER_NAMES, *_LAZY]

@@ -5,10 +5,14 @@ Neuron model (docs/architecture.md §3, sinabs conventions), per neuron, t = 0 �
 
     i[t]      = beta (i[t-1] + x[t])              synapse, if tau_syn is given (else i[t] = x[t])
     v[t]      = alpha v_post[t-1] + c i[t]        alpha = exp(-1/tau_mem), c = 1 - alpha if norm_input else 1
+                                                  (alpha = 1 - 1/tau_mem with decay="euler")
     s[t]      = H(v[t] - theta)                   spike="single"
               | max(0, trunc(v[t] / theta))       spike="multi" (an int k caps it at k)
     r[t]      = v[t] - theta s[t]                 reset="subtract"  |  v[t] 1[s[t] == 0]  reset="zero"
     v_post[t] = max(r[t], v_min)                  if min_v_mem is given (else r[t])
+
+The parameters travel as one :class:`~exodus_lightning.neuron_parameters.LIFParameters`, validated
+where it is built.
 
 Backends: ``"exodus"`` — exact gradients including the reset (EXODUS, Bauer et al. 2023, §3;
 one native O(T) reverse scan per neuron); ``"slayer"`` — the reset ignored in the gradient
@@ -18,17 +22,16 @@ time loop through the same equations, differentiated by autograd.
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple, Optional, Union
 
 import torch
 from torch import Tensor
 
 from exodus_lightning.backend import validate_backend
+from exodus_lightning.neuron_parameters import LIFParameters, Param, check_time_constant, neuron_tensor, require
 from exodus_lightning.nonfinite import check_wanted, record_nonfinite
-from exodus_lightning.surrogate import SingleExponential, SurrogateFn, fused_spec
-
-Param = Union[float, Tensor]
+from exodus_lightning.surrogate import fused_spec
+from exodus_lightning.time_constants import decay_factor
 
 
 class LIFState(NamedTuple):
@@ -64,85 +67,6 @@ def _same_device(t: Tensor, x: Tensor, name: str) -> None:
         raise ValueError(f"{name} is on {t.device} but x is on {x.device}; move both to the same device")
 
 
-def _check_devices(x: Tensor, **named: object) -> None:
-    # Before any value check: reading a tensor on another device would fail with a vaguer error.
-    for name, value in named.items():
-        if isinstance(value, Tensor):
-            _same_device(value, x, name)
-
-
-def neuron_parameter(value: Param, name: str, features: tuple[int, ...], x: Tensor, dtype: torch.dtype) -> Tensor:
-    """A scalar or per-neuron parameter as a ``(1,)`` or ``(N,)`` tensor in ``dtype``.
-
-    Tensors broadcast right-aligned over the feature dims, e.g. ``(C, 1, 1)`` over ``(C, H, W)``;
-    autograd flows through (for trained tau)."""
-    if isinstance(value, Tensor):
-        _same_device(value, x, name)
-        t = value.to(dtype)
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        t = torch.tensor(float(value), dtype=dtype, device=x.device)
-    else:
-        raise TypeError(f"{name} must be a float or a tensor, got {type(value).__name__}")
-    if t.numel() == 1:
-        return t.reshape(1)
-    try:
-        expanded = torch.broadcast_shapes(t.shape, features)
-    except RuntimeError:
-        expanded = None
-    if expanded != tuple(features):
-        raise ValueError(
-            f"{name} of shape {tuple(t.shape)} does not broadcast over the feature shape {tuple(features)} "
-            "(right-aligned, e.g. (C, 1, 1) for per-channel values of a (C, H, W) layer)"
-        )
-    return t.expand(features).reshape(-1)
-
-
-def _compiling() -> bool:
-    return torch.compiler.is_compiling()
-
-
-def _check_positive(value: Param, name: str, allow_inf: bool) -> None:
-    if isinstance(value, Tensor):
-        if _compiling():
-            # A data-dependent branch would break torch.compile(fullgraph=True); eager calls check.
-            return
-        v = value.detach()
-        bad = torch.isnan(v) | (v <= 0)
-        if not allow_inf:
-            bad = bad | torch.isinf(v)
-        if bool(bad.any()):
-            raise ValueError(f"{name} must be > 0{'' if allow_inf else ' and finite'} everywhere, got {value}")
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        if math.isnan(value) or value <= 0 or (not allow_inf and math.isinf(value)):
-            raise ValueError(f"{name} must be > 0{'' if allow_inf else ' and finite'}, got {value!r}")
-
-
-def decay(tau: Param, name: str, features: tuple[int, ...], x: Tensor, dtype: torch.dtype) -> Tensor:
-    """alpha = exp(-1 / tau) as a ``(1,)`` or ``(N,)`` tensor; tau = inf gives alpha = 1 (IF)."""
-    _check_positive(tau, name, allow_inf=True)
-    t = neuron_parameter(tau, name, features, x, dtype)
-    return torch.exp(-1.0 / t)
-
-
-def _is_if(tau: Param) -> bool:
-    if isinstance(tau, Tensor):
-        if _compiling():
-            return False
-        return bool(torch.isinf(tau.detach()).any())
-    return math.isinf(tau)
-
-
-def max_spikes_of(spike: Union[str, int]) -> int:
-    """Kernel spike mode: 1 single, 0 unbounded multi, k at most k spikes per step."""
-    if spike == "single":
-        return 1
-    if spike == "multi":
-        return 0
-    if isinstance(spike, int) and not isinstance(spike, bool) and spike >= 1:
-        return spike
-    raise ValueError(f"spike must be 'single', 'multi' or an int k >= 1 (max-k spikes), got {spike!r}")
-
-
 def _state_tensor(t: Optional[Tensor], name: str, B: int, features: tuple[int, ...], x: Tensor) -> Optional[Tensor]:
     if t is None:
         return None
@@ -152,6 +76,14 @@ def _state_tensor(t: Optional[Tensor], name: str, B: int, features: tuple[int, .
     if tuple(t.shape) != (B, *features):
         raise ValueError(f"{name} must have shape (B, *features) = {(B, *features)}, got {tuple(t.shape)}")
     return t.reshape(B, -1).to(x.dtype)
+
+
+def _check_parameters(p: object) -> LIFParameters:
+    if not isinstance(p, LIFParameters):
+        raise TypeError(
+            f"p must be an exodus_lightning.LIFParameters (e.g. LIFParameters(tau_mem=20.0)), got {type(p).__name__}"
+        )
+    return p
 
 
 # ----------------------------------------------------------------------------------- BPTT
@@ -180,11 +112,13 @@ class _SpikeWithSurrogate(torch.autograd.Function):
         return g * ctx.surrogate(v, theta), None, None, None
 
 
-def _lif_bptt(x3, alpha, theta, beta, v0, i0, reset_mode, max_spikes, v_min, norm_input, surrogate):
+def _lif_bptt(x3: Tensor, p: LIFParameters, alpha: Tensor, theta: Tensor, beta: Optional[Tensor],
+              v0: Optional[Tensor], i0: Optional[Tensor]) -> tuple[Tensor, Tensor, Tensor, Optional[Tensor]]:
     B, T, N = x3.shape
     v_post = v0 if v0 is not None else x3.new_zeros((B, N))
     i = i0 if i0 is not None else x3.new_zeros((B, N))
     c = 1 - alpha
+    v_min = p.min_v_mem
     spikes, vs = [], []
     for t in range(T):
         xt = x3[:, t]
@@ -192,10 +126,10 @@ def _lif_bptt(x3, alpha, theta, beta, v0, i0, reset_mode, max_spikes, v_min, nor
             i = beta * (i + xt)
         else:
             i = xt
-        v = alpha * v_post + (c * i if norm_input else i)
-        s = _SpikeWithSurrogate.apply(v, theta, max_spikes, surrogate)
-        r = v - theta * s if reset_mode == 0 else v * (s == 0).to(v.dtype)
-        v_post = torch.where(r > v_min, r, r.new_tensor(v_min)) if v_min is not None else r
+        v = alpha * v_post + (c * i if p.norm_input else i)
+        s = _SpikeWithSurrogate.apply(v, theta, p.max_spikes, p.surrogate)
+        r = v - theta * s if p.reset_mode == 0 else v * (s == 0).to(v.dtype)
+        v_post = torch.where(r > v_min, r, r.new_tensor(float(v_min))) if v_min is not None else r
         spikes.append(s)
         vs.append(v)
     return torch.stack(spikes, 1), torch.stack(vs, 1), v_post, (i if beta is not None else None)
@@ -206,14 +140,7 @@ def _lif_bptt(x3, alpha, theta, beta, v0, i0, reset_mode, max_spikes, v_min, nor
 
 def lif_with_membrane(
     x: Tensor,
-    tau_mem: Param,
-    threshold: Param = 1.0,
-    reset: str = "subtract",
-    spike: Union[str, int] = "single",
-    tau_syn: Optional[Param] = None,
-    norm_input: bool = False,
-    min_v_mem: Optional[float] = None,
-    surrogate: SurrogateFn = SingleExponential(),
+    p: LIFParameters = LIFParameters(),
     backend: str = "exodus",
     v0: Optional[Tensor] = None,
     i0: Optional[Tensor] = None,
@@ -221,54 +148,34 @@ def lif_with_membrane(
     """:func:`lif` that also returns the pre-reset membrane trace ``v`` (``(B, T, *features)``,
     differentiable, for plots and regularisers) and the final state: ``(spikes, v, state)``."""
     B, T, features = check_input(x)
+    p = _check_parameters(p)
     validate_backend(backend)
-    _check_devices(x, tau_mem=tau_mem, threshold=threshold, tau_syn=tau_syn, v0=v0, i0=i0)
-    if reset not in ("subtract", "zero"):
-        raise ValueError(f"reset must be 'subtract' or 'zero', got {reset!r}")
-    max_spikes = max_spikes_of(spike)
-    if not callable(surrogate):
-        raise TypeError(f"surrogate must be callable f(v, threshold), got {type(surrogate).__name__}")
-    if norm_input and _is_if(tau_mem):
-        raise ValueError("norm_input=True needs a finite tau_mem: with the IF neuron (tau_mem=inf) c = 1 - alpha = 0")
-    if min_v_mem is not None and (not isinstance(min_v_mem, (int, float)) or math.isnan(min_v_mem)):
-        raise ValueError(f"min_v_mem must be a float or None, got {min_v_mem!r}")
-    _check_positive(threshold, "threshold", allow_inf=True)
-
+    for name, value in p.tensors().items():
+        _same_device(value, x, name)
     acc = torch.float64 if x.dtype == torch.float64 else torch.float32
-    alpha = decay(tau_mem, "tau_mem", features, x, acc)
-    theta = neuron_parameter(threshold, "threshold", features, x, acc)
-    beta = None
-    if tau_syn is not None:
-        _check_positive(tau_syn, "tau_syn", allow_inf=False)
-        beta = decay(tau_syn, "tau_syn", features, x, acc)
+    alpha, theta, beta = p.kernel_tensors(features, x.device, acc)
     v0_ = _state_tensor(v0, "v0", B, features, x)
     i0_ = _state_tensor(i0, "i0", B, features, x)
     if i0_ is not None and beta is None:
         raise ValueError("i0 was given but the neuron has no synapse (tau_syn=None)")
     x3 = x.reshape(B, T, -1)
-    reset_mode = 0 if reset == "subtract" else 1
-    v_min = float(min_v_mem) if min_v_mem is not None else None
 
     check = check_wanted()  # NaN/Inf in x (exodus_lightning.nonfinite): the scan's own flag, or a device test
     if backend == "bptt":
         if check:
             record_nonfinite(x3)
-        xc = x3.to(acc)
         s, v, v_fin, i_fin = _lif_bptt(
-            xc, alpha, theta, beta, None if v0_ is None else v0_.to(acc), None if i0_ is None else i0_.to(acc),
-            reset_mode, max_spikes, v_min, norm_input, surrogate,
+            x3.to(acc), p, alpha, theta, beta,
+            None if v0_ is None else v0_.to(acc), None if i0_ is None else i0_.to(acc),
         )
         s, v, v_fin = s.to(x.dtype), v.to(x.dtype), v_fin.to(x.dtype)
         i_fin = None if i_fin is None else i_fin.to(x.dtype)
     else:
-        from exodus_lightning.ops.lif import BACKWARD_MODES, LIFFunction
+        from exodus_lightning.ops.lif import BACKWARD_MODES, LIFFunction, LIFKernelArguments
 
-        spec = fused_spec(surrogate)
-        sid, p0, p1, p2 = spec if spec is not None else (0, 0.0, 0.0, 0.0)
-        s, v, v_fin, i_fin, nonfinite = LIFFunction.apply(
-            x3, alpha, theta, beta, v0_, i0_, reset_mode, max_spikes, v_min, bool(norm_input),
-            BACKWARD_MODES[backend], sid, p0, p1, p2, surrogate, check,
-        )
+        spec = fused_spec(p.surrogate)
+        kernel = LIFKernelArguments.of(p, theta, beta, BACKWARD_MODES[backend], spec, check)
+        s, v, v_fin, i_fin, nonfinite = LIFFunction.apply(x3, alpha, v0_, i0_, kernel)
         if check:
             record_nonfinite(x3, nonfinite)
         if beta is None:
@@ -279,28 +186,22 @@ def lif_with_membrane(
 
 def lif(
     x: Tensor,
-    tau_mem: Param,
-    threshold: Param = 1.0,
-    reset: str = "subtract",
-    spike: Union[str, int] = "single",
-    tau_syn: Optional[Param] = None,
-    norm_input: bool = False,
-    min_v_mem: Optional[float] = None,
-    surrogate: SurrogateFn = SingleExponential(),
+    p: LIFParameters = LIFParameters(),
     backend: str = "exodus",
     v0: Optional[Tensor] = None,
     i0: Optional[Tensor] = None,
     return_state: bool = False,
 ) -> Union[Tensor, tuple[Tensor, LIFState]]:
-    """Leaky integrate-and-fire neurons over a whole sequence ``x`` of shape ``(B, T, *features)``.
+    """Leaky integrate-and-fire neurons over a whole sequence ``x`` of shape ``(B, T, *features)``,
+    with the neuron parameters ``p`` (:class:`~exodus_lightning.neuron_parameters.LIFParameters`).
 
-    Equations in the module docstring (docs/architecture.md §3).  ``tau_mem`` and ``threshold`` are floats
-    or tensors broadcasting right-aligned over the feature dims; ``tau_mem=float("inf")`` is the IF
-    neuron.  ``norm_input`` defaults to False (sinabs' LIF defaults to True).  ``spike`` is
-    "single", "multi" or an int k (at most k spikes per step).  ``min_v_mem`` clamps the
-    post-reset membrane from below (the gradient mask is strict, ``1[r > v_min]``).  No gradient
-    flows to ``threshold`` or ``tau_syn``; one flows to ``tau_mem`` when it is a tensor that
-    requires grad (the exact alpha gradient, including the ``1 - alpha`` input scaling).
+    Equations in :class:`~exodus_lightning.neuron_parameters.LIFParameters` (docs/architecture.md
+    §3).  ``tau_mem`` and ``threshold`` are floats or tensors broadcasting right-aligned over the
+    feature dims; ``tau_mem=float("inf")`` is the IF neuron.  No gradient flows to ``threshold`` or
+    ``tau_syn``; one flows to ``tau_mem`` when it is a tensor that requires grad (the exact alpha
+    gradient, including the ``1 - alpha`` input scaling).  ``backend``: ``"exodus"`` exact
+    gradients through the reset (EXODUS, Bauer et al. 2023, §3), ``"slayer"`` the reset ignored,
+    ``"bptt"`` autograd through a time loop.
 
     Returns the spikes (same shape and dtype as ``x``), or ``(spikes, LIFState)`` with
     ``return_state=True``; passing that state as ``v0``/``i0`` of the next call continues the
@@ -308,14 +209,13 @@ def lif(
 
     Example:
         >>> import torch
+        >>> from exodus_lightning import LIFParameters
         >>> from exodus_lightning.functional import lif
         >>> x = torch.tensor([[[0.6], [0.6], [0.6]]])
-        >>> lif(x, tau_mem=float("inf")).flatten().tolist()  # IF: 0.6, 1.2 -> spike, 0.8
+        >>> lif(x, LIFParameters(tau_mem=float("inf"))).flatten().tolist()  # IF: 0.6, 1.2 -> spike, 0.8
         [0.0, 1.0, 0.0]
     """
-    s, _, state = lif_with_membrane(
-        x, tau_mem, threshold, reset, spike, tau_syn, norm_input, min_v_mem, surrogate, backend, v0, i0
-    )
+    s, _, state = lif_with_membrane(x, p, backend, v0, i0)
     return (s, state) if return_state else s
 
 
@@ -343,11 +243,12 @@ def leaky_integrator(
     """
     B, T, features = check_input(x)
     validate_backend(backend)
-    _check_devices(x, tau=tau, v0=v0)
-    if norm_input and _is_if(tau):
-        raise ValueError("norm_input=True needs a finite tau: with tau=inf, c = 1 - alpha = 0")
+    check_time_constant(tau, "tau", allow_inf=True)
+    if norm_input:
+        message = "norm_input=True needs a finite tau: with tau=inf, c = 1 - alpha = 0"
+        require(~torch.isinf(torch.as_tensor(tau).detach()).any(), message)
     acc = torch.float64 if x.dtype == torch.float64 else torch.float32
-    alpha = decay(tau, "tau", features, x, acc)
+    alpha = decay_factor(neuron_tensor(tau, "tau", features, x.device, acc))
     v0_ = _state_tensor(v0, "v0", B, features, x)
     x3 = x.reshape(B, T, -1)
     record_nonfinite(x3)  # a device test, only while a layer is watched (exodus_lightning.nonfinite)
@@ -368,4 +269,4 @@ def leaky_integrator(
     return (out, out[:, -1]) if return_state else out
 
 
-__all__ = ["lif", "lif_with_membrane", "leaky_integrator", "LIFState", "spike_count"]
+__all__ = ["lif", "lif_with_membrane", "leaky_integrator", "LIFState", "LIFParameters", "spike_count"]

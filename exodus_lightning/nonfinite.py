@@ -25,10 +25,11 @@ right away (one synchronisation per call).
 
 Example:
     >>> import math, torch
+    >>> from exodus_lightning import LIFParameters
     >>> from exodus_lightning.functional import lif
     >>> flag = torch.zeros(1, dtype=torch.int32)
     >>> with recording_nonfinite(flag):
-    ...     _ = lif(torch.tensor([[[0.5], [math.nan]]]), tau_mem=10.0)
+    ...     _ = lif(torch.tensor([[[0.5], [math.nan]]]), LIFParameters(tau_mem=10.0))
     >>> flag.item()
     1
 """

@@ -63,6 +63,7 @@ def records_init_args(cls: _T) -> _T:
     init = cls.__init__
     signature = inspect.signature(init)
     self_name = next(iter(signature.parameters))
+    var_keyword = next((n for n, q in signature.parameters.items() if q.kind is inspect.Parameter.VAR_KEYWORD), None)
 
     @functools.wraps(init)
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -72,6 +73,8 @@ def records_init_args(cls: _T) -> _T:
             bound.apply_defaults()
             arguments = dict(bound.arguments)
             del arguments[self_name]
+            if var_keyword is not None:  # forwarded keywords are arguments like the named ones
+                arguments.update(arguments.pop(var_keyword))
             object.__setattr__(self, _INIT_ARGS, arguments)
 
     cls.__init__ = __init__  # type: ignore[misc]

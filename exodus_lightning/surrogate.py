@@ -188,6 +188,24 @@ class Heaviside:
     fused = None
 
 
+@records_init_args
+@dataclass(frozen=True)
+class SigmoidSurrogate:
+    """Derivative of a sigmoid of slope ``alpha`` (OTTT's surrogate, Xiao et al. 2022, alpha = 4):
+    ``f(v) = alpha sig(alpha (v - theta)) (1 - sig(alpha (v - theta)))``."""
+
+    alpha: float = 4.0
+
+    def __post_init__(self) -> None:
+        _positive("alpha", self.alpha)
+
+    def __call__(self, v: torch.Tensor, threshold: Threshold) -> torch.Tensor:
+        sg = torch.sigmoid(self.alpha * (v - threshold))
+        return self.alpha * sg * (1.0 - sg)
+
+    fused = None
+
+
 def fused_spec(surrogate: SurrogateFn) -> Optional[tuple[int, float, float, float]]:
     """The kernel id and parameters of a built-in surrogate, or None for any other callable."""
     spec = getattr(surrogate, "fused", None)
@@ -203,5 +221,6 @@ __all__ = [
     "PeriodicExponential",
     "Boxcar",
     "Heaviside",
+    "SigmoidSurrogate",
     "fused_spec",
 ]

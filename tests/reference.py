@@ -204,7 +204,7 @@ def input_trace_reference(x: Tensor, alpha: float, delay: bool) -> Tensor:
 
 # ----------------------------------------------------------------- event-driven backpropagation
 # Brute-force loops over spikes of Zhu et al. 2022, suppl. S14-S16 and S20/S21 (float64).  ``cfg``
-# is anything with tau_m, tau_s, tau_grad, theta, decay ("exp" | "linear"), damping, max_dudt_inv.
+# is anything with tau_mem, tau_syn, tau_grad, theta, decay ("exp" | "euler"), damping, max_dudt_inv.
 
 
 def srm_decay(tau: float, decay: str) -> float:
@@ -212,9 +212,9 @@ def srm_decay(tau: float, decay: str) -> float:
     return math.exp(-1.0 / tau) if decay == "exp" else 1.0 - 1.0 / tau
 
 
-def eps_ref(d: int, tau_m: float, tau_s: float, decay: str) -> float:
+def eps_ref(d: int, tau_mem: float, tau_syn: float, decay: str) -> float:
     """S16 written out (``exp(-(d+1)/tau)``, or the code's ``(1 - 1/tau)^(d+1)``)."""
-    return tau_m / (tau_m - tau_s) * (srm_decay(tau_m, decay) ** (d + 1) - srm_decay(tau_s, decay) ** (d + 1))
+    return tau_mem / (tau_mem - tau_syn) * (srm_decay(tau_mem, decay) ** (d + 1) - srm_decay(tau_syn, decay) ** (d + 1))
 
 
 def h_ref(d: int, tau_g: float, decay: str) -> float:
@@ -231,7 +231,7 @@ def forward_ref(current: torch.Tensor, cfg):
         for n in range(N):
             last = -1
             for t in range(T):
-                u[b, t, n] = sum(eps_ref(t - tp, cfg.tau_m, cfg.tau_s, cfg.decay) * current[b, tp, n].item()
+                u[b, t, n] = sum(eps_ref(t - tp, cfg.tau_mem, cfg.tau_syn, cfg.decay) * current[b, tp, n].item()
                                  for tp in range(last + 1, t + 1))
                 if u[b, t, n] >= cfg.theta:
                     s[b, t, n] = 1.0
@@ -260,7 +260,7 @@ def backward_ref(x, w, s_out, u, grad_out, cfg):
                 window = [(tm, j) for tm in range(prev + 1, tk + 1) for j in range(M) if x[b, tm, j] != 0]
                 g = sum(w[i, j].item() * h_ref(tk - tm, cfg.tau_grad, cfg.decay) for tm, j in window)
                 for tm, j in window:
-                    dW[i, j] += dL_dt * dtdu * eps_ref(tk - tm, cfg.tau_m, cfg.tau_s, cfg.decay) * x[b, tm, j]
+                    dW[i, j] += dL_dt * dtdu * eps_ref(tk - tm, cfg.tau_mem, cfg.tau_syn, cfg.decay) * x[b, tm, j]
                     if g > 0:
                         dL_dtm = dL_dt * w[i, j].item() * h_ref(tk - tm, cfg.tau_grad, cfg.decay) / g
                         dx[b, tm, j] += -dL_dtm * cfg.damping           # back to dL/ds_in

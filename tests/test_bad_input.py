@@ -10,11 +10,12 @@ import torch
 import exodus_lightning as el
 from exodus_lightning import _native
 from exodus_lightning.functional import leaky_integrator, lif
+from exodus_lightning.neuron_parameters import LIFParameters
 
 X = torch.rand(2, 5, 3)
 
 
-@pytest.mark.parametrize("fn", [lambda x: lif(x, 5.0), lambda x: leaky_integrator(x, 5.0)], ids=["lif", "leaky"])
+@pytest.mark.parametrize("fn", [lambda x: lif(x, LIFParameters(tau_mem=5.0)), lambda x: leaky_integrator(x, 5.0)], ids=["lif", "leaky"])
 def test_wrong_rank(fn):
     with pytest.raises(ValueError, match=r"x must have shape \(B, T, \*features\).*got shape \(5, 3\)"):
         fn(torch.rand(5, 3))
@@ -22,47 +23,47 @@ def test_wrong_rank(fn):
 
 def test_zero_time_steps():
     with pytest.raises(ValueError, match="x has T = 0 time steps"):
-        lif(torch.rand(2, 0, 3), 5.0)
+        lif(torch.rand(2, 0, 3), LIFParameters(tau_mem=5.0))
 
 
 def test_integer_dtype():
     with pytest.raises(TypeError, match="x must be a floating-point tensor.*torch.int64"):
-        lif(torch.ones(2, 4, 3, dtype=torch.long), 5.0)
+        lif(torch.ones(2, 4, 3, dtype=torch.long), LIFParameters(tau_mem=5.0))
 
 
 def test_not_a_tensor():
     with pytest.raises(TypeError, match="x must be a torch.Tensor.*list"):
-        lif([[[1.0]]], 5.0)
+        lif([[[1.0]]], LIFParameters(tau_mem=5.0))
 
 
 def test_half_precision_on_cpu():
     with pytest.raises(TypeError, match="float16 is supported on CUDA only"):
-        lif(X.half(), 5.0)
+        lif(X.half(), LIFParameters(tau_mem=5.0))
 
 
 @pytest.mark.parametrize("arg", ["tau_mem", "threshold", "v0"])
 def test_devices_that_differ(arg):
     meta = torch.device("meta")
-    kw = {"tau_mem": 5.0}
+    p, v0 = LIFParameters(tau_mem=5.0), None
     if arg == "tau_mem":
-        kw["tau_mem"] = torch.full((3,), 5.0, device=meta)
+        p = LIFParameters(tau_mem=torch.full((3,), 5.0, device=meta))
     elif arg == "threshold":
-        kw["threshold"] = torch.ones(3, device=meta)
+        p = LIFParameters(tau_mem=5.0, threshold=torch.ones(3, device=meta))
     else:
-        kw["v0"] = torch.zeros(2, 3, device=meta)
+        v0 = torch.zeros(2, 3, device=meta)
     with pytest.raises(ValueError, match=f"{arg} is on meta but x is on cpu"):
-        lif(X, **kw)
+        lif(X, p, v0=v0)
 
 
 @pytest.mark.parametrize("tau", [0.0, -1.0, math.nan, torch.tensor([5.0, -2.0, 3.0]), torch.tensor([math.nan] * 3)])
 def test_bad_tau_mem(tau):
     with pytest.raises(ValueError, match="tau_mem must be > 0"):
-        lif(X, tau)
+        lif(X, LIFParameters(tau_mem=tau))
 
 
 def test_bad_tau_syn_and_leaky_tau():
     with pytest.raises(ValueError, match="tau_syn must be > 0 and finite"):
-        lif(X, 5.0, tau_syn=math.inf)
+        lif(X, LIFParameters(tau_mem=5.0, tau_syn=math.inf))
     with pytest.raises(ValueError, match="tau must be > 0"):
         leaky_integrator(X, -3.0)
 
@@ -70,42 +71,42 @@ def test_bad_tau_syn_and_leaky_tau():
 @pytest.mark.parametrize("theta", [0.0, -0.5, torch.tensor([1.0, 0.0, 1.0])])
 def test_bad_threshold(theta):
     with pytest.raises(ValueError, match="threshold must be > 0"):
-        lif(X, 5.0, threshold=theta)
+        lif(X, LIFParameters(tau_mem=5.0, threshold=theta))
 
 
 def test_norm_input_with_if_neuron():
     with pytest.raises(ValueError, match="norm_input=True needs a finite tau_mem"):
-        lif(X, math.inf, norm_input=True)
+        lif(X, LIFParameters(tau_mem=math.inf, norm_input=True))
     with pytest.raises(ValueError, match="norm_input=True needs a finite tau"):
         leaky_integrator(X, math.inf, norm_input=True)
 
 
 def test_per_neuron_parameter_that_does_not_broadcast():
     with pytest.raises(ValueError, match=r"tau_mem of shape \(4,\) does not broadcast over the feature shape \(3,\)"):
-        lif(X, torch.full((4,), 5.0))
+        lif(X, LIFParameters(tau_mem=torch.full((4,), 5.0)))
     x = torch.rand(2, 5, 4, 6, 6)
     with pytest.raises(ValueError, match=r"threshold of shape \(4, 6\) does not broadcast over the feature shape"):
-        lif(x, 5.0, threshold=torch.ones(4, 6))
+        lif(x, LIFParameters(tau_mem=5.0, threshold=torch.ones(4, 6)))
     # right-aligned per-channel values do broadcast
-    assert lif(x, torch.full((4, 1, 1), 5.0)).shape == x.shape
+    assert lif(x, LIFParameters(tau_mem=torch.full((4, 1, 1), 5.0))).shape == x.shape
 
 
 def test_state_of_the_wrong_shape():
     with pytest.raises(ValueError, match=r"v0 must have shape \(B, \*features\) = \(2, 3\), got \(3, 3\)"):
-        lif(X, 5.0, v0=torch.zeros(3, 3))
+        lif(X, LIFParameters(tau_mem=5.0), v0=torch.zeros(3, 3))
     with pytest.raises(ValueError, match="i0 was given but the neuron has no synapse"):
-        lif(X, 5.0, i0=torch.zeros(2, 3))
+        lif(X, LIFParameters(tau_mem=5.0), i0=torch.zeros(2, 3))
 
 
 def test_bad_modes():
     with pytest.raises(ValueError, match="reset must be 'subtract' or 'zero', got 'hard'"):
-        lif(X, 5.0, reset="hard")
+        lif(X, LIFParameters(tau_mem=5.0, reset="hard"))
     with pytest.raises(ValueError, match="spike must be 'single', 'multi' or an int k >= 1"):
-        lif(X, 5.0, spike=0)
+        lif(X, LIFParameters(tau_mem=5.0, spike=0))
     with pytest.raises(ValueError, match="backend must be one of 'exodus', 'slayer', 'bptt', got 'fast'"):
-        lif(X, 5.0, backend="fast")
+        lif(X, LIFParameters(tau_mem=5.0), backend="fast")
     with pytest.raises(TypeError, match="surrogate must be callable"):
-        lif(X, 5.0, surrogate=3)
+        lif(X, LIFParameters(tau_mem=5.0, surrogate=3))
     with pytest.raises(ValueError, match="backend must be one of"):
         el.set_backend("exact")
 
@@ -116,7 +117,7 @@ def test_nan_input_when_checking_is_enabled():
     el.set_check_finite(True)
     try:
         with pytest.raises(ValueError, match="x contains NaN or Inf"):
-            lif(x, 5.0)
+            lif(x, LIFParameters(tau_mem=5.0))
     finally:
         el.set_check_finite(False)
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from exodus_lightning.bench import _report
+from exodus_lightning.neuron_parameters import LIFParameters
 
 
 def _table_ok(md: str) -> None:
@@ -170,8 +171,8 @@ def test_poisson_packed_training_equals_training_each_network_alone():
     opt = torch.optim.Adam([w1, w2], lr=lr)
     for ep in range(epochs):
         opt.zero_grad()
-        s = lif((x @ w1)[None], tau, backend="slayer")
-        o = lif((s @ w2)[..., None], tau, backend="slayer")
+        s = lif((x @ w1)[None], LIFParameters(tau_mem=tau), backend="slayer")
+        o = lif((s @ w2)[..., None], LIFParameters(tau_mem=tau), backend="slayer")
         loss = ((o[0] - y) ** 2).mean()
         loss.backward()
         opt.step()

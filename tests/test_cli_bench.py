@@ -14,6 +14,7 @@ from exodus_lightning.bench.sparse import paired_speedup
 from exodus_lightning.cli import main
 from exodus_lightning.functional import lif
 from exodus_lightning.ops import sparse as ops
+from exodus_lightning.neuron_parameters import LIFParameters
 
 
 def test_bench_lif_prints_ratios_for_every_backend(capsys):
@@ -30,7 +31,7 @@ def test_saved_bytes_counts_what_autograd_keeps():
     x = torch.rand(3, 10, 4, requires_grad=True)
     one_tensor = 3 * 10 * 4 * 4
     # exodus keeps the pre-reset membrane v (one B*T*N tensor) and the (1,)-sized parameters
-    assert one_tensor <= saved_bytes(lambda: lif(x, 5.0)) <= one_tensor + 64
+    assert one_tensor <= saved_bytes(lambda: lif(x, LIFParameters(tau_mem=5.0))) <= one_tensor + 64
     # x * x saves x twice, but it is one storage
     assert saved_bytes(lambda: x * x) == one_tensor
 

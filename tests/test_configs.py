@@ -138,7 +138,7 @@ def test_sparse_shd_has_the_papers_settings(tmp_path, dataset_root):
     cli = _cli(tmp_path, ROOT / "configs" / "sparse_shd.yaml", "--data.init_args.data_dir", dataset_root)
     net = cli.model.network
     assert [layer.out_features for layer in net.layers] == [200, 200]
-    assert all(layer.backend == "sparse" and layer.b_th == 0.2 and layer.dt == 2.0 for layer in net.layers)
+    assert all(layer.backend == "sparse" and layer.b_th == 0.2 and layer.tau_mem == 5.0 for layer in net.layers)
     assert net.strengths == (0.06, 10.0, 100.0, 0.001)
     assert cli.datamodule.n_time_bins == 500
 

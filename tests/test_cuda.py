@@ -10,6 +10,7 @@ import torch
 from exodus_lightning.functional import leaky_integrator, lif, lif_with_membrane
 from tests.reference import leaky_reference, rel_err
 from tests.test_lif_exact import GRID, _id, _run
+from exodus_lightning.neuron_parameters import LIFParameters
 
 pytestmark = [
     pytest.mark.cuda,
@@ -44,8 +45,8 @@ def test_half_types_keep_float32_state(dtype):
     x_half = (torch.rand(4, 200, 64, generator=g) * 0.4).to(dtype)
     x32 = x_half.float().cuda().requires_grad_()
     xh = x_half.cuda().requires_grad_()
-    s32, v32, _ = lif_with_membrane(x32, 10.0, tau_syn=4.0)
-    sh, vh, _ = lif_with_membrane(xh, 10.0, tau_syn=4.0)
+    s32, v32, _ = lif_with_membrane(x32, LIFParameters(tau_mem=10.0, tau_syn=4.0))
+    sh, vh, _ = lif_with_membrane(xh, LIFParameters(tau_mem=10.0, tau_syn=4.0))
     assert sh.dtype == dtype
     # the same float32 arithmetic on the same (half-rounded) inputs: identical spikes
     assert torch.equal(sh.float(), s32)
@@ -70,7 +71,7 @@ def test_runs_on_the_callers_stream_and_device():
         stream = torch.cuda.Stream(device=dev)
         x = torch.rand(2, 30, 7, device=dev)
         with torch.cuda.device(dev), torch.cuda.stream(stream):
-            s = lif(x, 5.0)
+            s = lif(x, LIFParameters(tau_mem=5.0))
         stream.synchronize()
         assert s.device == dev
-        assert torch.equal(s.cpu(), lif(x.cpu(), 5.0))
+        assert torch.equal(s.cpu(), lif(x.cpu(), LIFParameters(tau_mem=5.0)))

@@ -24,7 +24,7 @@ B, T, N = 3, 37, 301
 
 CONFIGS = [
     dict(decay="exp"),
-    dict(decay="linear", max_dudt_inv=4.0),
+    dict(decay="euler", max_dudt_inv=4.0),
 ]
 
 def _tol(dtype: torch.dtype) -> float:
@@ -62,9 +62,9 @@ def emulated(monkeypatch: pytest.MonkeyPatch):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("opts", CONFIGS, ids=["exp", "linear-clip"])
+@pytest.mark.parametrize("opts", CONFIGS, ids=["exp", "euler-clip"])
 def test_emulated_ops_match_cpu_driver(opts: dict, dtype: torch.dtype, monkeypatch: pytest.MonkeyPatch) -> None:
-    cfg = SRMConfig(tau_m=8.0, tau_s=4.0, tau_grad=3.0, theta=1.0, **opts)
+    cfg = SRMConfig(tau_mem=8.0, tau_syn=4.0, tau_grad=3.0, theta=1.0, **opts)
     current, grad = _inputs(dtype)
     on_cpu = _run_ops(current, grad, cfg)
     emu = event_ops.emulation_library()
@@ -85,7 +85,7 @@ def test_emulated_ops_match_cpu_driver(opts: dict, dtype: torch.dtype, monkeypat
 def test_emulated_layer_gradients_match_cpu_driver(dtype: torch.dtype, monkeypatch: pytest.MonkeyPatch) -> None:
     """The whole layer (forward op, backward op, dW and ds_in products) through both drivers."""
     torch.manual_seed(1)
-    cfg = SRMConfig(tau_m=8.0, tau_s=4.0, tau_grad=3.0, damping=0.85, max_dudt_inv=4.0)
+    cfg = SRMConfig(tau_mem=8.0, tau_syn=4.0, tau_grad=3.0, damping=0.85, max_dudt_inv=4.0)
     layer = EventLinear(23, 45, cfg).to(dtype)
     x = (torch.rand(5, 29, 23) < 0.3).to(dtype)
     g_out = torch.randn(5, 29, 45, dtype=dtype)
@@ -202,11 +202,11 @@ def test_cuda_library_without_a_gpu_reports_a_cuda_error() -> None:
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("opts", CONFIGS, ids=["exp", "linear-clip"])
+@pytest.mark.parametrize("opts", CONFIGS, ids=["exp", "euler-clip"])
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none on this machine)")
 def test_gpu_ops_match_cpu(opts: dict, dtype: torch.dtype) -> None:
-    cfg = SRMConfig(tau_m=8.0, tau_s=4.0, tau_grad=3.0, theta=1.0, **opts)
+    cfg = SRMConfig(tau_mem=8.0, tau_syn=4.0, tau_grad=3.0, theta=1.0, **opts)
     current, grad = _inputs(dtype, seed=3)
     on_cpu = _run_ops(current, grad, cfg)
     on_gpu = _run_ops(current.cuda(), grad.cuda(), cfg)
@@ -273,7 +273,7 @@ def test_gpu_second_device_while_the_first_is_current() -> None:
 def test_gpu_training_step_of_the_event_driven_model() -> None:
     """One optimiser step of EventDrivenSNN on the GPU equals the same step on the CPU (float64)."""
     torch.manual_seed(7)
-    net_cpu = EventDrivenSNN("20-32l-4l", tau_m=8.0, tau_s=4.0, tau_grad=3.0, damping=0.85,
+    net_cpu = EventDrivenSNN("20-32l-4l", tau_mem=8.0, tau_syn=4.0, tau_grad=3.0, damping=0.85,
                              max_dudt_inv=4.0).double()
     x = (torch.rand(6, 40, 20) < 0.3).double()
     target = torch.tensor([0, 1, 2, 3, 0, 1])

@@ -16,10 +16,10 @@ from exodus_lightning.ops import event as event_ops
 from tests.reference import backward_ref, eps_ref, forward_ref
 
 
-@pytest.mark.parametrize("decay", ["exp", "linear"])
+@pytest.mark.parametrize("decay", ["exp", "euler"])
 def test_forward_matches_bruteforce(decay: str) -> None:
     torch.manual_seed(0)
-    cfg = SRMConfig(tau_m=8.0, tau_s=4.0, tau_grad=3.0, theta=1.0, decay=decay)
+    cfg = SRMConfig(tau_mem=8.0, tau_syn=4.0, tau_grad=3.0, theta=1.0, decay=decay)
     current = torch.rand(2, 25, 6, dtype=torch.float64) * 0.9
     am, as_, ag, kappa = cfg.op_args()
     s, du, dug, u = event_ops.srm_forward(current, am, as_, ag, kappa, cfg.theta, True)
@@ -27,16 +27,16 @@ def test_forward_matches_bruteforce(decay: str) -> None:
     assert 0 < s.sum() < s.numel() / 2
     assert torch.equal(s, s_ref)
     torch.testing.assert_close(u, u_ref, rtol=1e-10, atol=1e-12)
-    # eps(0) = 1 / tau_s with the code's decay (research notes §2.1)
+    # eps(0) = 1 / tau_syn with the code's decay (research notes §2.1)
     if decay == "linear":
-        assert eps_ref(0, 8.0, 4.0, "linear") == pytest.approx(0.25)
+        assert eps_ref(0, 8.0, 4.0, "euler") == pytest.approx(0.25)
 
 
-@pytest.mark.parametrize("opts", [dict(decay="exp"), dict(decay="linear"),
-                                  dict(decay="linear", damping=0.85, max_dudt_inv=4.0)])
+@pytest.mark.parametrize("opts", [dict(decay="exp"), dict(decay="euler"),
+                                  dict(decay="euler", damping=0.85, max_dudt_inv=4.0)])
 def test_backward_matches_bruteforce(opts: dict) -> None:
     torch.manual_seed(1)
-    cfg = SRMConfig(tau_m=8.0, tau_s=4.0, tau_grad=3.0, theta=1.0, **opts)
+    cfg = SRMConfig(tau_mem=8.0, tau_syn=4.0, tau_grad=3.0, theta=1.0, **opts)
     layer = EventLinear(7, 5, cfg, weight_norm=False).double()
     with torch.no_grad():
         layer.weight0.copy_(torch.rand(5, 7, dtype=torch.float64) * 1.2 - 0.3)  # mixed signs, mostly > 0
@@ -122,10 +122,10 @@ def test_float32_agrees_with_float64_and_conv_network_runs() -> None:
 
 
 def test_bad_input_errors() -> None:
-    with pytest.raises(ValueError, match="tau_m"):
-        SRMConfig(tau_m=3.0, tau_s=4.0)
-    with pytest.raises(ValueError, match="tau_s"):
-        SRMConfig(tau_s=0.5, decay="linear")
+    with pytest.raises(ValueError, match="tau_mem"):
+        SRMConfig(tau_mem=3.0, tau_syn=4.0)
+    with pytest.raises(ValueError, match="tau_syn"):
+        SRMConfig(tau_syn=0.5, decay="euler")
     with pytest.raises(ValueError, match="theta"):
         SRMConfig(theta=0.0)
     with pytest.raises(ValueError, match="decay"):

@@ -21,7 +21,7 @@ def test_learns_spike_patterns_with_spike_count_loss() -> None:
     torch.set_num_threads(2)
     data = SpikePatternsDataModule(n_train=1000, n_val=300, n_test=10, n_classes=5, n_time_steps=100,
                                    max_shift_steps=10, batch_size=32)
-    net = EventDrivenSNN("100-128l-5l", tau_m=8.0, tau_s=4.0, tau_grad=3.0, calibrate_spikes=2.0)
+    net = EventDrivenSNN("100-128l-5l", tau_mem=8.0, tau_syn=4.0, tau_grad=3.0, calibrate_spikes=2.0)
     model = SpikingClassifier(net, num_classes=5, loss=SpikeCountLoss(n_correct=15.0, n_wrong=2.0),
                               optimizer=lambda p: torch.optim.AdamW(p, lr=1e-2, weight_decay=5e-4))
     trainer = pl.Trainer(max_epochs=8, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,

@@ -12,6 +12,7 @@ import torch
 from exodus_lightning.functional import lif, lif_with_membrane
 from tests.covering import pairwise
 from tests.reference import lif_reference, rel_err, single_exponential, slayer_reference_grad
+from exodus_lightning.neuron_parameters import LIFParameters
 
 FACTORS = {
     "reset": ["subtract", "zero"],
@@ -80,11 +81,13 @@ def _run(impl: str, c: dict, dtype: torch.dtype, seed: int, train_alpha: bool):
         tau = tau.clone() if isinstance(tau, torch.Tensor) else torch.full((), tau, dtype=dtype)
         leaves["tau"] = tau = tau.requires_grad_()
     kw = dict(reset=c["reset"], spike=c["spike"], tau_syn=c["synapse"], norm_input=c["norm_input"],
-              min_v_mem=c["clamp"], v0=v0, i0=i0)
+              min_v_mem=c["clamp"])
     if impl == "reference":
-        s, v, v_fin, i_fin = lif_reference(leaves["x"], tau, theta, dtype=dtype, surrogate=single_exponential, **kw)
+        s, v, v_fin, i_fin = lif_reference(leaves["x"], tau, theta, dtype=dtype, surrogate=single_exponential,
+                                           v0=v0, i0=i0, **kw)
     else:
-        s, v, (v_fin, i_fin) = lif_with_membrane(leaves["x"], tau, theta, backend=impl, **kw)
+        p = LIFParameters(tau_mem=tau, threshold=theta, **kw)
+        s, v, (v_fin, i_fin) = lif_with_membrane(leaves["x"], p, backend=impl, v0=v0, i0=i0)
     loss = (s * gs).sum() + (v * gv).sum() + (v_fin * gvf).sum()
     if i_fin is not None:
         loss = loss + (i_fin * gif).sum()
@@ -121,8 +124,8 @@ def test_multi_spike_actually_emits_several_spikes():
     c = {"reset": "subtract", "spike": "multi", "clamp": None, "synapse": None, "norm_input": True,
          "alpha": 0.5, "threshold": "scalar", "state0": "zero", "T": 37, "shape": (5,)}
     x, tau, theta, *_ = _case(c, torch.float64, 7)
-    assert lif(x, tau, theta, spike="multi").max() >= 2
-    assert lif(x, tau, theta, spike=2).max() == 2
+    assert lif(x, LIFParameters(tau_mem=tau, threshold=theta, spike="multi")).max() >= 2
+    assert lif(x, LIFParameters(tau_mem=tau, threshold=theta, spike=2)).max() == 2
 
 
 @pytest.mark.parametrize("backend", ["exodus", "slayer", "bptt"])
@@ -130,12 +133,12 @@ def test_multi_spike_actually_emits_several_spikes():
 def test_two_chunks_equal_one_call(backend, synapse):
     g = torch.Generator().manual_seed(3)
     x = (torch.rand(2, 60, 7, generator=g, dtype=torch.float64) * 1.2).requires_grad_()
-    kw = dict(tau_mem=8.0, tau_syn=synapse, backend=backend, min_v_mem=-1.0)
+    p = LIFParameters(tau_mem=8.0, tau_syn=synapse, min_v_mem=-1.0)
     gs = torch.randn(2, 60, 7, generator=g, dtype=torch.float64)
-    s_full = lif(x, **kw)
+    s_full = lif(x, p, backend=backend)
     (gx_full,) = torch.autograd.grad((s_full * gs).sum(), x)
-    s1, state = lif(x[:, :25], return_state=True, **kw)
-    s2 = lif(x[:, 25:], v0=state.v, i0=state.i, **kw)
+    s1, state = lif(x[:, :25], p, backend=backend, return_state=True)
+    s2 = lif(x[:, 25:], p, backend=backend, v0=state.v, i0=state.i)
     s_chunks = torch.cat([s1, s2], 1)
     (gx_chunks,) = torch.autograd.grad((s_chunks * gs).sum(), x)
     assert torch.equal(s_full, s_chunks)
@@ -147,11 +150,11 @@ def test_slayer_equals_reference_recursion_and_differs_from_bptt():
     g = torch.Generator().manual_seed(5)
     x = (torch.rand(4, 80, 16, generator=g, dtype=torch.float64) * 0.6).requires_grad_()
     gs = torch.randn(4, 80, 16, generator=g, dtype=torch.float64)
-    s, v, _ = lif_with_membrane(x, 10.0, backend="slayer")
+    s, v, _ = lif_with_membrane(x, LIFParameters(tau_mem=10.0), backend="slayer")
     (gx_slayer,) = torch.autograd.grad((s * gs).sum(), x)
     expected = slayer_reference_grad(gs, v.detach(), 10.0, 1.0)
     assert rel_err(gx_slayer, expected) <= 1e-12
-    s_b = lif(x, 10.0, backend="exodus")
+    s_b = lif(x, LIFParameters(tau_mem=10.0), backend="exodus")
     (gx_exodus,) = torch.autograd.grad((s_b * gs).sum(), x)
     assert s.sum() > 50  # neurons spike, so the reset term matters
     assert rel_err(gx_slayer, gx_exodus) > 1e-3
@@ -171,7 +174,7 @@ def test_every_surrogate_matches_bptt(surrogate_name):
     gs = torch.randn(3, 50, 6, generator=g, dtype=torch.float64)
     s_ref, *_ = lif_reference(x, 6.0, 0.8, surrogate=surrogate, reset="zero")
     (g_ref,) = torch.autograd.grad((s_ref * gs).sum(), x)
-    s = lif(x, 6.0, 0.8, surrogate=surrogate, reset="zero")
+    s = lif(x, LIFParameters(tau_mem=6.0, threshold=0.8, reset="zero", surrogate=surrogate))
     (g_ex,) = torch.autograd.grad((s * gs).sum(), x)
     assert torch.equal(s, s_ref)
     assert rel_err(g_ex, g_ref) <= 1e-10
@@ -181,7 +184,7 @@ def test_bptt_backend_equals_reference():
     g = torch.Generator().manual_seed(2)
     x = (torch.rand(2, 40, 3, 2, generator=g, dtype=torch.float64)).requires_grad_()
     tau = torch.tensor([[4.0], [9.0], [30.0]], dtype=torch.float64, requires_grad=True)
-    s = lif(x, tau, tau_syn=3.0, backend="bptt", spike="multi")
+    s = lif(x, LIFParameters(tau_mem=tau, spike="multi", tau_syn=3.0), backend="bptt")
     s_ref, *_ = lif_reference(x, tau, tau_syn=3.0, spike="multi")
     gs = torch.randn_like(s)
     grads = torch.autograd.grad((s * gs).sum(), (x, tau))
@@ -197,4 +200,4 @@ def test_non_contiguous_input_is_read_correctly():
     x = base.transpose(1, 2)  # (6, 30, 3), non-contiguous
     assert not x.is_contiguous()
     s_ref, *_ = lif_reference(x.contiguous(), 5.0)
-    assert torch.equal(lif(x, 5.0), s_ref)
+    assert torch.equal(lif(x, LIFParameters(tau_mem=5.0)), s_ref)

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from tests.test_nonfinite import _classifier, _data, _event, _online, _sparse
+from exodus_lightning.neuron_parameters import LIFParameters
 
 ROOT = Path(__file__).resolve().parents[1]
 HALF = [torch.bfloat16, torch.float16]
@@ -142,7 +143,7 @@ def test_cuda_lif_reads_half_inputs_with_float32_state(dtype):
 
     g = torch.Generator().manual_seed(0)
     x = (torch.rand(4, 200, 64, generator=g) * 0.4).to(dtype).cuda()
-    spikes, ref = lif(x, 20.0, tau_syn=5.0), lif(x.float(), 20.0, tau_syn=5.0)
+    spikes, ref = lif(x, LIFParameters(tau_mem=20.0, tau_syn=5.0)), lif(x.float(), LIFParameters(tau_mem=20.0, tau_syn=5.0))
     assert spikes.dtype == dtype
     mismatch = (spikes.float() != ref).float().mean().item()
     assert mismatch < 1e-3, mismatch

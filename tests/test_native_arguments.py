@@ -12,6 +12,7 @@ import torch
 
 from exodus_lightning.functional import leaky_integrator, lif_with_membrane
 from tests.reference import leaky_reference, lif_reference, rel_err
+from exodus_lightning.neuron_parameters import LIFParameters
 
 D = torch.float64
 
@@ -22,10 +23,10 @@ def _churn() -> list[torch.Tensor]:
     return [torch.full((64, 64), 1e30, dtype=D) for _ in range(8)]
 
 
-def _lif_and_grads(x, v0, i0, **kw):
+def _lif_and_grads(x, v0, i0, p):
     """Spikes, membrane, final state and the gradients of a random linear loss w.r.t. x, v0, i0."""
     leaves = [t.detach().requires_grad_() for t in (x, v0, i0)]
-    s, v, state = lif_with_membrane(leaves[0], v0=leaves[1], i0=leaves[2], **kw)
+    s, v, state = lif_with_membrane(leaves[0], p, v0=leaves[1], i0=leaves[2])
     _churn()
     g = torch.Generator().manual_seed(1)
     loss = sum((t * torch.randn(t.shape, generator=g, dtype=D)).sum() for t in (s, v, state.v, state.i))
@@ -57,7 +58,7 @@ def test_strided_initial_state_is_read_while_alive(layout):
     ref = _reference_and_grads(x, v0, i0, 10.0, 4.0)
     assert ref[0].sum() > 0
     for _ in range(3):  # the freed copies are reused by other allocations at random
-        got = _lif_and_grads(x, v0, i0, tau_mem=10.0, tau_syn=4.0)
+        got = _lif_and_grads(x, v0, i0, LIFParameters(tau_mem=10.0, tau_syn=4.0))
         assert torch.equal(got[0], ref[0]), "spikes differ from the reference"
         for name, a, b in zip(("v", "v_final", "i_final", "dx", "dv0", "di0"), got[1:], ref[1:]):
             assert rel_err(a, b) <= 1e-12, name
@@ -94,7 +95,7 @@ def test_strided_per_neuron_parameters_are_read_as_their_values(layout):
     gs = torch.randn(s_ref.shape, generator=g, dtype=D)
     ref_grads = torch.autograd.grad((s_ref * gs).sum() + v_ref.sum(), [xr] + ([tau] if tau.requires_grad else []))
     xe = x.detach().clone().requires_grad_()
-    s, v, _ = lif_with_membrane(xe, tau, theta, tau_syn=tau_syn)
+    s, v, _ = lif_with_membrane(xe, LIFParameters(tau_mem=tau, threshold=theta, tau_syn=tau_syn))
     grads = torch.autograd.grad((s * gs).sum() + v.sum(), [xe] + ([tau] if tau.requires_grad else []))
     assert 0 < s_ref.sum() < s_ref.numel()
     assert torch.equal(s, s_ref), "spikes differ from the reference"

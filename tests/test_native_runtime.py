@@ -86,7 +86,7 @@ def _isa_in_subprocess(isa: str) -> subprocess.CompletedProcess:
     code = ("from exodus_lightning import _native; import torch; from exodus_lightning.functional import lif; "
             "lib = _native.cpu(); print(lib.isa(), lib.build_info()); "
             "x = torch.rand(2, 9, 70, generator=torch.Generator().manual_seed(0)); "
-            "print(int(lif(x, 3.0).sum()))")
+            "from exodus_lightning import LIFParameters; print(int(lif(x, LIFParameters(tau_mem=3.0)).sum()))")
     return subprocess.run([sys.executable, "-W", "always", "-c", code], capture_output=True, text=True,
                           env={**os.environ, _native.ISA_ENV: isa}, timeout=120)
 
@@ -206,7 +206,7 @@ def test_sparse_ops_take_strided_tensors(library):
 
 
 def test_event_ops_take_strided_tensors(library):
-    cfg = SimpleNamespace(tau_m=8.0, tau_s=4.0, theta=1.0, decay="exp")
+    cfg = SimpleNamespace(tau_mem=8.0, tau_syn=4.0, theta=1.0, decay="exp")
     decays = (math.exp(-1 / 8.0), math.exp(-1 / 4.0), math.exp(-1 / 3.0), 8.0 / (8.0 - 4.0))
     current = _input(10, scale=0.9)
     _check_strided(lambda c: event_ops.srm_forward(c, *decays, cfg.theta, True), current)

@@ -139,7 +139,7 @@ def test_one_grammar_every_token_means_one_thing():
     """The EXODUS, OTTT and event-driven builders read the same grammar; a token names one layer kind
     everywhere and a builder without that kind says so (Np is sum pooling, Na average pooling)."""
     from exodus_lightning.algorithms.event_driven import AdjustedAvgPool2d, EventDrivenSNN
-    from exodus_lightning.algorithms.ottt import SumPool, build_online_network
+    from exodus_lightning.algorithms.ottt import build_online_network
     from exodus_lightning.nn import SumPool2d
     from exodus_lightning.nn.architecture import parse_architecture
 
@@ -149,7 +149,7 @@ def test_one_grammar_every_token_means_one_thing():
         ("conv", (2, 8, 8), (4, 6, 6)), ("avg_pool", (4, 6, 6), (4, 3, 3)), ("global_pool", (4, 3, 3), (4, 1, 1)),
         ("linear", (4, 1, 1), (3,))]
     assert any(isinstance(m, SumPool2d) for m in build_network("8x8x2-4c3-2p-3l").modules())
-    assert any(isinstance(m, SumPool) for m in build_online_network("8x8x2-4c3-2p-3l").modules())
+    assert any(isinstance(m, SumPool2d) for m in build_online_network("8x8x2-4c3-2p-3l").modules())
     assert any(isinstance(m, AdjustedAvgPool2d) for m in EventDrivenSNN("8x8x2-4c3-2a-3l").modules())
     with pytest.raises(ValueError, match=r"token 2 '2p' is 'Np' \(sum pooling\), which EventDrivenSNN does not build"):
         EventDrivenSNN("8x8x2-4c3-2p-3l")

@@ -14,6 +14,7 @@ import torch
 
 from exodus_lightning import _native
 from exodus_lightning.nonfinite import NonFiniteError
+from exodus_lightning.neuron_parameters import LIFParameters
 
 
 def _data(bad_batch=None, value=math.nan, n_batches=4, batch_size=4, features=10, seed=0):
@@ -179,10 +180,10 @@ def test_set_check_finite_raises_in_the_call_for_every_backend(backend):
     el.set_check_finite(True)
     try:
         with pytest.raises(ValueError, match="x contains NaN or Inf"):
-            lif(x, 5.0, backend=backend)
+            lif(x, LIFParameters(tau_mem=5.0), backend=backend)
         with pytest.raises(ValueError, match="x contains NaN or Inf"):
             leaky_integrator(x, 5.0, backend=backend)
-        lif(torch.rand(2, 5, 3), 5.0, backend=backend)
+        lif(torch.rand(2, 5, 3), LIFParameters(tau_mem=5.0), backend=backend)
     finally:
         el.set_check_finite(False)
-    lif(x, 5.0, backend=backend)  # off: no check
+    lif(x, LIFParameters(tau_mem=5.0), backend=backend)  # off: no check

@@ -15,6 +15,7 @@ from exodus_lightning import _native
 from exodus_lightning.functional import leaky_integrator, lif, lif_with_membrane
 from exodus_lightning.surrogate import Gaussian
 from tests.reference import leaky_reference, lif_reference, rel_err
+from exodus_lightning.neuron_parameters import LIFParameters
 
 
 def _lif_forward_args(dtype, per_neuron, synapse, clamp):
@@ -73,8 +74,7 @@ def test_gradcheck_lif_without_spikes(norm_input):
     def f(x, tau, v0, i0):
         # threshold so high that nothing spikes, and a surrogate that vanishes far below it: the
         # outputs are the smooth membrane and final state
-        s, v, state = lif_with_membrane(x, tau, threshold=1e3, tau_syn=4.0, norm_input=norm_input,
-                                        v0=v0, i0=i0, min_v_mem=-100.0, surrogate=Gaussian())
+        s, v, state = lif_with_membrane(x, LIFParameters(tau_mem=tau, threshold=1e3, tau_syn=4.0, norm_input=norm_input, min_v_mem=-100.0, surrogate=Gaussian()), v0=v0, i0=i0)
         assert s.sum() == 0
         return v, state.v, state.i
 
@@ -102,7 +102,7 @@ def test_leaky_integrator_matches_reference(norm_input):
 
 def test_torch_compile_fullgraph_matches_eager():
     def step(x, w, tau):
-        h = lif(x @ w, tau, tau_syn=3.0)
+        h = lif(x @ w, LIFParameters(tau_mem=tau, tau_syn=3.0))
         return leaky_integrator(h, 5.0).sum(1)
 
     g = torch.Generator().manual_seed(0)
@@ -122,7 +122,7 @@ def test_torch_compile_fullgraph_matches_eager():
 @pytest.mark.slow
 def test_torch_compile_inductor_fullgraph():
     def f(x):
-        return lif(x, 4.0).sum()
+        return lif(x, LIFParameters(tau_mem=4.0)).sum()
 
     x = torch.rand(2, 10, 5, requires_grad=True)
     compiled = torch.compile(f, fullgraph=True)
@@ -164,7 +164,7 @@ def test_cuda_driver_emulated_matches_cpu_driver(config, dtype, monkeypatch):
         xx = x.clone().requires_grad_()
         v00 = v0.clone().requires_grad_()
         leaves = [xx, v00] + ([cfg["tau_mem"]] if isinstance(cfg["tau_mem"], torch.Tensor) else [])
-        s, v, state = lif_with_membrane(xx, v0=v00, **cfg)
+        s, v, state = lif_with_membrane(xx, LIFParameters(**cfg), v0=v00)
         grads = torch.autograd.grad((s * gs).sum() + state.v.sum() + v.sum() * 0.1, leaves)
         y = leaky_integrator(xx, 4.0, v0=v00, norm_input=True)
         gl = torch.autograd.grad((y * gs).sum(), [xx, v00])

@@ -28,6 +28,7 @@ from tests.reference import (
     backward_ref, forward_ref, input_trace_reference, leaky_reference, lif_reference, sparse_lif_reference,
     srm_decay, truncated_surrogate,
 )
+from exodus_lightning.neuron_parameters import LIFParameters
 
 LAYOUTS = ("contiguous", "transposed", "step", "expanded", "offset")
 DTYPES = (torch.float32, torch.float64)
@@ -207,14 +208,14 @@ def test_lif_matches_the_reference_loop(c):
     ref_grads = grads([s_ref, v_ref, vf_ref, if_ref], upstream, leaves)
 
     split = min(c["split"], T)
+    p = LIFParameters(tau_mem=tau, threshold=theta, **kw)
     with native_library(c["library"]):
         if 0 < split < T:  # two calls, the first's final state starting the second
-            s1, v1, state = lif_with_membrane(x[:, :split], tau, theta, backend=c["backend"], v0=v0, i0=i0, **kw)
-            s2, v2, state = lif_with_membrane(x[:, split:], tau, theta, backend=c["backend"], v0=state.v,
-                                              i0=state.i, **kw)
+            s1, v1, state = lif_with_membrane(x[:, :split], p, backend=c["backend"], v0=v0, i0=i0)
+            s2, v2, state = lif_with_membrane(x[:, split:], p, backend=c["backend"], v0=state.v, i0=state.i)
             s, v = torch.cat([s1, s2], 1), torch.cat([v1, v2], 1)
         else:
-            s, v, state = lif_with_membrane(x, tau, theta, backend=c["backend"], v0=v0, i0=i0, **kw)
+            s, v, state = lif_with_membrane(x, p, backend=c["backend"], v0=v0, i0=i0)
         got_grads = grads([s, v, state.v, state.i], upstream, leaves)
 
     assert torch.equal(s, s_ref), "spikes differ from the reference loop"
@@ -327,7 +328,7 @@ def test_empty_lif_and_leaky_input_is_rejected_naming_x(fn, shape, dtype):
     x = torch.zeros(shape, dtype=dtype)
     with pytest.raises(ValueError, match=r"^x has (T = 0 time steps|an empty batch or feature dimension)"):
         if fn == "lif":
-            lif_with_membrane(x, 5.0)
+            lif_with_membrane(x, LIFParameters(tau_mem=5.0))
         else:
             leaky_integrator(x, 5.0)
 
@@ -363,7 +364,11 @@ def test_lif_and_leaky_reject_bad_arguments_naming_them(fn, data, library):
     kwargs, error, message = table[data.draw(st.sampled_from(sorted(table)))]
     call = (dict(x=torch.zeros(2, 4, 3)) | ({"tau_mem": 5.0} if fn == "lif" else {"tau": 5.0})) | kwargs
     with native_library(library), pytest.raises(error, match=message):
-        (lif_with_membrane if fn == "lif" else leaky_integrator)(**call)
+        if fn == "lif":  # the neuron's arguments are checked where their LIFParameters is built
+            neuron = {k: call.pop(k) for k in list(call) if k in LIFParameters.__dataclass_fields__}
+            lif_with_membrane(p=LIFParameters(**neuron), **call)
+        else:
+            leaky_integrator(**call)
 
 
 # ------------------------------------------------------------------ sparse spiking gradient descent
@@ -505,15 +510,15 @@ def test_sparse_ops_reject_bad_arguments_naming_them(bad, library):
 class _SRM:
     """The reference loops' view of an SRM neuron configuration (tests/reference.py: forward_ref, backward_ref)."""
 
-    def __init__(self, tau_m, tau_s, tau_grad, theta, decay, max_dudt_inv):
-        self.tau_m, self.tau_s, self.tau_grad, self.theta, self.decay = tau_m, tau_s, tau_grad, theta, decay
+    def __init__(self, tau_mem, tau_syn, tau_grad, theta, decay, max_dudt_inv):
+        self.tau_mem, self.tau_syn, self.tau_grad, self.theta, self.decay = tau_mem, tau_syn, tau_grad, theta, decay
         self.damping, self.max_dudt_inv = 1.0, max_dudt_inv
 
     def op_args(self) -> tuple[float, float, float, float]:
         """(decay_m, decay_s, decay_g, kappa) of the ops: ``exp(-1/tau)`` or ``1 - 1/tau``;
-        ``kappa = tau_m / (tau_m - tau_s)``."""
-        return (srm_decay(self.tau_m, self.decay), srm_decay(self.tau_s, self.decay),
-                srm_decay(self.tau_grad, self.decay), self.tau_m / (self.tau_m - self.tau_s))
+        ``kappa = tau_mem / (tau_mem - tau_syn)``."""
+        return (srm_decay(self.tau_mem, self.decay), srm_decay(self.tau_syn, self.decay),
+                srm_decay(self.tau_grad, self.decay), self.tau_mem / (self.tau_mem - self.tau_syn))
 
 
 @st.composite
@@ -523,8 +528,8 @@ def event_cases(draw, empty: bool = False) -> dict:
              N=draw(size))
     if empty:  # at least one of them
         c[draw(st.sampled_from(["B", "T", "N"]))] = 0
-    c |= dict(M=draw(st.integers(1, 4)), decay=draw(st.sampled_from(["exp", "linear"])),
-              tau_m=draw(st.sampled_from([6.0, 8.0])), tau_s=draw(st.sampled_from([2.0, 4.0])),
+    c |= dict(M=draw(st.integers(1, 4)), decay=draw(st.sampled_from(["exp", "euler"])),
+              tau_mem=draw(st.sampled_from([6.0, 8.0])), tau_syn=draw(st.sampled_from([2.0, 4.0])),
               tau_grad=draw(st.sampled_from([2.0, 3.0])), max_dudt_inv=draw(st.sampled_from([None, 4.0])),
               library=draw(st.sampled_from(["cpu", "emulation"])), seed=draw(seeds),
               layouts=draw(st.lists(layouts, min_size=5, max_size=5)),
@@ -536,7 +541,7 @@ def _check_event_ops(c: dict) -> None:
     """srm_forward on ``x W^T`` and srm_backward against the brute-force loops over spikes: spikes and
     membrane, and dL/dW = sum_t e_w^T x, dL/dx = (e_in W) [x != 0] (the layer's S20/S21)."""
     dtype, B, T, N, M = c["dtype"], c["B"], c["T"], c["N"], c["M"]
-    cfg = _SRM(c["tau_m"], c["tau_s"], c["tau_grad"], 1.0, c["decay"], c["max_dudt_inv"])
+    cfg = _SRM(c["tau_mem"], c["tau_syn"], c["tau_grad"], 1.0, c["decay"], c["max_dudt_inv"])
     g = torch.Generator().manual_seed(c["seed"])
     lay, dims = iter(c["layouts"]), iter(c["expand_dims"])
 

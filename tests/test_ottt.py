@@ -77,10 +77,11 @@ def bptt_detached_reset(params, x, y, lam, a):
     loss.backward()
 
 
-def _setup(arch, lam, T, seed=0, **kw):
+def _setup(arch, tau, T, seed=0, **kw):
     torch.manual_seed(seed)
     n_cls = int(arch.split("-")[-1][:-1])
-    model = OnlineSpikingClassifier(arch, n_cls, lam=lam, loss_alpha=0.3, readout_trace=False, **kw).double()
+    model = OnlineSpikingClassifier(arch, n_cls, tau_mem=tau, loss_alpha=0.3, readout_trace=False, **kw).double()
+    lam = 1.0 - 1.0 / tau  # the official code's Euler leak
     with torch.no_grad():
         for lin in _linears(model):
             lin.weight.normal_(0, 0.9)
@@ -96,9 +97,9 @@ def _setup(arch, lam, T, seed=0, **kw):
     return ours, [(W.grad, b.grad) for W, b in ref]
 
 
-@pytest.mark.parametrize("lam,T", [(0.5, 1), (0.0, 6), (0.9, 1)])
-def test_ottt_a_equals_bptt_for_every_layer_when_T_is_1_or_lambda_is_0(lam, T):
-    ours, ref = _setup("6-5l-4l-3l", lam, T)
+@pytest.mark.parametrize("tau,T", [(2.0, 1), (1.0, 6), (10.0, 1)])  # lambda 0.5, 0, 0.9
+def test_ottt_a_equals_bptt_for_every_layer_when_T_is_1_or_lambda_is_0(tau, T):
+    ours, ref = _setup("6-5l-4l-3l", tau, T)
     for (gw, gb), (rw, rb) in zip(ours, ref):
         torch.testing.assert_close(gw, rw, rtol=1e-10, atol=1e-12)
         torch.testing.assert_close(gb, rb, rtol=1e-10, atol=1e-12)
@@ -106,7 +107,7 @@ def test_ottt_a_equals_bptt_for_every_layer_when_T_is_1_or_lambda_is_0(lam, T):
 
 
 def test_ottt_a_equals_bptt_for_the_last_spiking_layer_at_any_T():
-    ours, ref = _setup("6-5l-4l-3l", 0.5, 8)
+    ours, ref = _setup("6-5l-4l-3l", 2.0, 8)
     # layer 1 (5 -> 4) feeds the last spiking layer; layer 2 is the stateless readout
     torch.testing.assert_close(ours[1][0], ref[1][0], rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(ours[2][0], ref[2][0], rtol=1e-10, atol=1e-12)
@@ -121,12 +122,12 @@ def test_ottt_a_equals_bptt_for_the_last_spiking_layer_at_any_T():
 
 def test_single_spiking_layer_with_input_trace_equals_bptt_at_any_T():
     # paper Theorem 2: the first layer's gradient from the input trace x_hat
-    ours, ref = _setup("6-5l-3l", 0.7, 7, input_trace=True)
+    ours, ref = _setup("6-5l-3l", 10.0 / 3.0, 7, input_trace=True)  # lambda 0.7
     for (gw, _), (rw, _) in zip(ours, ref):
         torch.testing.assert_close(gw, rw, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(ours[1][1], ref[1][1], rtol=1e-10, atol=1e-12)  # readout bias
     # without the input trace (official code) the first layer's gradient is not BPTT's
-    ours, ref = _setup("6-5l-3l", 0.7, 7)
+    ours, ref = _setup("6-5l-3l", 10.0 / 3.0, 7)
     assert not torch.allclose(ours[0][0], ref[0][0], rtol=1e-3)
 
 
@@ -174,8 +175,9 @@ def _hand_loop(params, batches, lam, a, lr, online):
 @pytest.mark.parametrize("algorithm", ["ottt_o", "ottt_a"])
 def test_lightning_training_equals_a_hand_written_per_step_sgd_loop(algorithm):
     torch.manual_seed(1)
-    lam, a, lr = 0.6, 0.2, 0.5
-    model = OnlineSpikingClassifier("5-6l-4l-3l", 3, algorithm=algorithm, lam=lam, loss_alpha=a,
+    tau, a, lr = 2.5, 0.2, 0.5
+    lam = 1.0 - 1.0 / tau  # lambda 0.6
+    model = OnlineSpikingClassifier("5-6l-4l-3l", 3, algorithm=algorithm, tau_mem=tau, loss_alpha=a,
                                     optimizer=lambda p: torch.optim.SGD(p, lr=lr)).double()
     with torch.no_grad():
         for lin in _linears(model):
@@ -227,7 +229,7 @@ def test_trace_ops_route_value_from_spikes_and_weight_gradient_from_trace():
 
 
 def test_online_lif_step_trace_and_detached_membrane():
-    lif = OnlineLIF(lam=0.5)
+    lif = OnlineLIF(tau_mem=2.0)  # lambda = 1 - 1/2
     out = [lif(torch.full((1, 1), c)) for c in (0.6, 0.6, 1.2, 0.0)]
     # v: 0.6 -> 0.9 -> 0.45+1.2 = 1.65 spike -> 0.65 -> 0.325
     assert [float(o.spike) for o in out] == [0.0, 0.0, 1.0, 0.0]
@@ -293,8 +295,8 @@ def test_ottt_memory_is_flat_in_T_and_bptt_is_not():
     from exodus_lightning.bench.ottt import measure
 
     dev = torch.device("cpu")
-    ottt = [measure("ottt", T, 4, "40-64l-64l-10l", 10, 0.5, dev)[0] for T in (10, 200)]
-    bptt = [measure("bptt", T, 4, "40-64l-64l-10l", 10, 0.5, dev)[0] for T in (10, 200)]
+    ottt = [measure("ottt", T, 4, "40-64l-64l-10l", 10, 2.0, dev)[0] for T in (10, 200)]
+    bptt = [measure("bptt", T, 4, "40-64l-64l-10l", 10, 2.0, dev)[0] for T in (10, 200)]
     assert ottt[0] > 0
     assert ottt[1] / ottt[0] < 1.5, ottt
     assert bptt[1] / bptt[0] > 10, bptt
@@ -313,15 +315,17 @@ def test_bench_command_prints_a_table(capsys):
 
 @pytest.mark.parametrize("make,arg", [
     (lambda: OnlineSpikingClassifier("4-3l", 3, algorithm="ottt"), "algorithm"),
-    (lambda: OnlineSpikingClassifier("4-3l", 3, lam=1.5), "lam"),
-    (lambda: OnlineSpikingClassifier("4-3l", 3, lam=-0.1), "lam"),
+    (lambda: OnlineSpikingClassifier("4-3l", 3, tau_mem=0.5), "tau_mem must be >= 1"),
+    (lambda: OnlineSpikingClassifier("4-3l", 3, tau_mem=-0.1, decay="exp"), "tau_mem must be > 0"),
+    (lambda: OnlineSpikingClassifier("4-3l", 3, decay="linear"), "decay"),
     (lambda: OnlineSpikingClassifier("4-3l", 3, loss_alpha=2.0), "loss_alpha"),
     (lambda: OnlineSpikingClassifier("4-3l", 1), "num_classes"),
     (lambda: OnlineSpikingClassifier(nn.Linear(4, 3), 3), "network"),
     (lambda: OnlineSpikingClassifier("4-3l", 3, threshold=0.0), "threshold"),
     (lambda: OnlineSpikingClassifier("4-3l", 3, surrogate_alpha=-1.0), "alpha"),
     (lambda: OnlineSpikingClassifier("4-zz-3l", 3), "architecture"),
-    (lambda: OnlineLIF(lam=2.0), "lam"),
+    (lambda: OnlineLIF(tau_mem=0.5), "tau_mem"),  # Euler decay 1 - 1/tau < 0
+    (lambda: OnlineLIF(tau_mem=3.0, decay="linear"), "decay"),
     (lambda: OnlineLIF(threshold=float("nan")), "threshold"),
     (lambda: ScaledWSLinear(3, 2, gamma=0.0), "gamma"),
     (lambda: ScaledWSConv2d(3, 2, 3, eps=-1.0), "eps"),
@@ -376,7 +380,7 @@ def test_learns_spike_patterns(algorithm, lr):
     pl.seed_everything(0)
     dm = SpikePatternsDataModule(n_train=1000, n_val=200, n_test=200, n_classes=10, n_time_steps=50,
                                  max_shift_steps=5, jitter_steps=2.0, batch_size=32)
-    model = OnlineSpikingClassifier("100-128l-10l", 10, algorithm=algorithm, lam=0.8,
+    model = OnlineSpikingClassifier("100-128l-10l", 10, algorithm=algorithm, tau_mem=5.0,
                                     optimizer=lambda p: torch.optim.Adam(p, lr=lr))
     trainer = pl.Trainer(max_epochs=5, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, accelerator="cpu", devices=1, deterministic=True)

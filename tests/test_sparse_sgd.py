@@ -71,7 +71,7 @@ def _weights(sizes, seed, scale):
 def _net(sizes, ws, b_th, backend="sparse", gradient="detached"):
     layers = []
     for (a, b), w in zip(zip(sizes[:-1], sizes[1:]), ws):
-        layer = S.SparseLinearLIF(a, b, tau_mem=10.0, dt=1.0, b_th=b_th, backend=backend, gradient=gradient).double()
+        layer = S.SparseLinearLIF(a, b, tau_mem=10.0, b_th=b_th, backend=backend, gradient=gradient).double()
         with torch.no_grad():
             layer.weight.copy_(w)
         layers.append(layer)

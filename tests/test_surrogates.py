@@ -19,10 +19,12 @@ from exodus_lightning.surrogate import (
     Heaviside,
     MultiGaussian,
     PeriodicExponential,
+    SigmoidSurrogate,
     SingleExponential,
     SuperSpike,
     fused_spec,
 )
+from exodus_lightning.neuron_parameters import LIFParameters
 
 THRESHOLDS = (1.0, 0.5, 2.0)
 
@@ -155,8 +157,8 @@ def test_the_kernels_fused_surrogate_equals_its_formula(surrogate):
     torch.manual_seed(0)
     x = (torch.rand(3, 40, 6, dtype=torch.float64) * 0.8).requires_grad_(True)
     g = torch.randn(3, 40, 6, dtype=torch.float64)
-    fused = torch.autograd.grad(lif(x, 8.0, surrogate=surrogate), x, g)[0]
-    formula = torch.autograd.grad(lif(x, 8.0, surrogate=lambda v, th: surrogate(v, th)), x, g)[0]
+    fused = torch.autograd.grad(lif(x, LIFParameters(tau_mem=8.0, surrogate=surrogate)), x, g)[0]
+    formula = torch.autograd.grad(lif(x, LIFParameters(tau_mem=8.0, surrogate=lambda v, th: surrogate(v, th))), x, g)[0]
     torch.testing.assert_close(fused, formula, rtol=1e-12, atol=1e-12)
     assert fused.abs().sum() > 0
 
@@ -166,7 +168,17 @@ def test_only_the_kernels_surrogates_are_fused():
         assert fused_spec(unfused) is None
 
 
+@pytest.mark.parametrize("threshold", THRESHOLDS)
+@pytest.mark.parametrize("alpha", [4.0, 1.5])
+def test_sigmoid_is_the_derivative_of_a_logistic_step(threshold, alpha):
+    """OTTT's surrogate: d/dv of 1 / (1 + exp(-alpha (v - theta)))."""
+    v = _samples(threshold)
+    step = lambda u: 1.0 / (1.0 + torch.exp(-alpha * (u - threshold)))  # noqa: E731
+    torch.testing.assert_close(SigmoidSurrogate(alpha)(v, threshold), _derivative(step, v), rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("surrogate, argument", [
+    (lambda: SigmoidSurrogate(alpha=0.0), "alpha"),
     (lambda: SingleExponential(grad_width=0.0), "grad_width"), (lambda: FastSigmoid(slope=-1.0), "slope"),
     (lambda: Gaussian(sigma=float("nan")), "sigma"), (lambda: Boxcar(width=float("inf")), "width"),
 ])

@@ -76,7 +76,7 @@ def test_wheel_works_in_a_fresh_venv_without_a_compiler(wheel, tmp_path):
         assert shutil.which("gcc") is None and shutil.which("nvcc") is None
         assert exodus_lightning.__file__.startswith(sys.prefix), exodus_lightning.__file__
         x = torch.rand(2, 20, 5, requires_grad=True)
-        s = lif(x, 5.0)
+        s = lif(x, exodus_lightning.LIFParameters(tau_mem=5.0))
         (g,) = torch.autograd.grad(s.sum(), x)
         assert s.shape == x.shape and g.abs().sum() > 0
         print("ok", exodus_lightning.__version__)

@@ -16,7 +16,8 @@ reset constant in the gradient        ``gradient="detached"``; ``"exact"``     E
                                       keeps it (EXODUS)
 ====================================  =======================================  ===========================
 
-``a = exp(-dt / tau_mem)``.  Truncated surrogate (suppl. E.5 eq. 20, :func:`truncated_surrogate`):
+``a = exp(-1 / tau_mem)``, ``tau_mem`` in time steps (the paper gives ms: ``tau_mem = tau_ms / dt_ms``,
+e.g. 10 ms at 2 ms bins is 5 steps; :mod:`exodus_lightning.time_constants`).  Truncated surrogate (suppl. E.5 eq. 20, :func:`truncated_surrogate`):
 ``g(V) = 1/(beta |V - V_th| + 1)^2`` when ``|V - V_th| < B_th`` else 0 (beta = 100, B_th = 0.2); its
 support is the active set ``A``.
 
@@ -64,6 +65,7 @@ from torch import Tensor, nn
 from exodus_lightning.nn.spiking_layer import SpikingLayer
 from exodus_lightning.ops import sparse as ops
 from exodus_lightning.spec import records_init_args
+from exodus_lightning.time_constants import decay_factor
 
 BACKENDS = ("sparse", "dense")
 GRADIENTS = ("detached", "exact")
@@ -224,8 +226,7 @@ class SparseLinearLIF(SpikingLayer, nn.Module):
 
     Args:
         in_features, out_features: layer sizes.
-        tau_mem: membrane time constant (ms); ``alpha = exp(-dt / tau_mem)``.
-        dt: time step (ms).
+        tau_mem: membrane time constant in time steps; ``alpha = exp(-1 / tau_mem)``.
         threshold: ``V_th`` (1).  v_reset: ``V_r`` (0); the reset subtracts ``V_th - V_r``.
         b_th: truncation ``B_th`` of the surrogate (0.2; ``math.inf``: none, everything active).
         surrogate_beta: ``beta`` of the surrogate (100).
@@ -241,7 +242,7 @@ class SparseLinearLIF(SpikingLayer, nn.Module):
     (dense) input gradient is produced.  After each call ``last_active`` holds this layer's set.
     """
 
-    def __init__(self, in_features: int, out_features: int, tau_mem: float = 10.0, dt: float = 1.0,
+    def __init__(self, in_features: int, out_features: int, tau_mem: float = 10.0,
                  threshold: float = 1.0, v_reset: float = 0.0, b_th: float = 0.2, surrogate_beta: float = 100.0,
                  backend: str = "sparse", gradient: str = "detached", delay: bool = True,
                  reset_after_leak: bool = True, strict_threshold: bool = True, init: str = "uniform") -> None:
@@ -249,7 +250,6 @@ class SparseLinearLIF(SpikingLayer, nn.Module):
         self.in_features = _count(in_features, "in_features")
         self.out_features = _count(out_features, "out_features")
         self.tau_mem = _positive(tau_mem, "tau_mem", allow_inf=True)
-        self.dt = _positive(dt, "dt")
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
             raise ValueError(f"threshold must be a finite number, got {threshold!r}")
         if not isinstance(v_reset, (int, float)) or not v_reset < threshold:
@@ -271,7 +271,7 @@ class SparseLinearLIF(SpikingLayer, nn.Module):
 
     @property
     def alpha(self) -> float:
-        return math.exp(-self.dt / self.tau_mem)
+        return decay_factor(self.tau_mem)
 
     def reset_parameters(self) -> None:
         with torch.no_grad():
@@ -319,22 +319,21 @@ class SparseLinearLIF(SpikingLayer, nn.Module):
         return spikes
 
     def extra_repr(self) -> str:
-        return (f"{self.in_features}, {self.out_features}, tau_mem={self.tau_mem}, dt={self.dt}, b_th={self.b_th}, "
+        return (f"{self.in_features}, {self.out_features}, tau_mem={self.tau_mem}, b_th={self.b_th}, "
                 f"backend={self.backend!r}, gradient={self.gradient!r}")
 
 
 @records_init_args
 class DelayedLeakyReadout(nn.Module):
     """Readout of the paper: a hidden-type neuron with infinite threshold (suppl. E.3), i.e.
-    ``V[t+1] = a_r V[t] + c (x[t] W^T)``, ``V[0] = 0``, ``a_r = exp(-dt / tau)``; output ``V``
+    ``V[t+1] = a_r V[t] + c (x[t] W^T)``, ``V[0] = 0``, ``a_r = exp(-1 / tau)`` (tau in steps); output ``V``
     ``(B, T, n_out)``.  ``c = 1`` (suppl.) or ``1 - a_r`` with ``scale_input=True`` (official code)."""
 
-    def __init__(self, in_features: int, out_features: int, tau: float = 20.0, dt: float = 1.0,
-                 scale_input: bool = False) -> None:
+    def __init__(self, in_features: int, out_features: int, tau: float = 20.0, scale_input: bool = False) -> None:
         super().__init__()
         self.in_features = _count(in_features, "in_features")
         self.out_features = _count(out_features, "out_features")
-        self.tau, self.dt = _positive(tau, "tau"), _positive(dt, "dt")
+        self.tau = _positive(tau, "tau")
         self.scale_input = bool(scale_input)
         self.weight = nn.Parameter(torch.empty(out_features, in_features))
         bound = 1 / math.sqrt(in_features)
@@ -347,8 +346,8 @@ class DelayedLeakyReadout(nn.Module):
         # One-step delay: h[t] reaches V at t + 1.
         h = torch.cat([h.new_zeros(h.shape[0], 1, h.shape[2]), h[:, :-1]], 1)
         if self.scale_input:
-            h = h * (1 - math.exp(-self.dt / self.tau))
-        return leaky_integrator(h, tau=self.tau / self.dt)
+            h = h * (1 - decay_factor(self.tau))
+        return leaky_integrator(h, tau=self.tau)
 
 
 # ----------------------------------------------------------------------------- regularisers
@@ -408,14 +407,14 @@ class SparseSNN(nn.Module):
 
     Args:
         n_inputs, n_classes: sizes.  hidden: hidden layer sizes ((200, 200)).
-        tau_mem, tau_readout, dt: ms.  b_th, surrogate_beta, backend, gradient, init: as in
+        tau_mem, tau_readout: time constants in steps.  b_th, surrogate_beta, backend, gradient, init: as in
         :class:`SparseLinearLIF`.  upper_strength, upper_threshold, lower_strength,
         lower_threshold: regulariser parameters (paper: 0.06, 1 (10 for SHD), 100, 1e-3).
         readout_scale_input: the official code's ``(1 - a_r)`` input factor of the readout.
     """
 
     def __init__(self, n_inputs: int, n_classes: int, hidden: Sequence[int] = (200, 200), tau_mem: float = 10.0,
-                 tau_readout: float = 10.0, dt: float = 1.0, b_th: float = 0.2, surrogate_beta: float = 100.0,
+                 tau_readout: float = 10.0, b_th: float = 0.2, surrogate_beta: float = 100.0,
                  backend: str = "sparse", gradient: str = "detached", init: str = "uniform",
                  upper_strength: float = 0.06, upper_threshold: float = 1.0, lower_strength: float = 100.0,
                  lower_threshold: float = 1e-3, readout_scale_input: bool = False) -> None:
@@ -429,10 +428,10 @@ class SparseSNN(nn.Module):
                 raise ValueError(f"{name} must be >= 0, got {v!r}")
         sizes = [n_inputs] + [_count(int(h) if not isinstance(h, bool) else h, "hidden") for h in hidden]
         self.layers = nn.ModuleList(
-            SparseLinearLIF(a, b, tau_mem=tau_mem, dt=dt, b_th=b_th, surrogate_beta=surrogate_beta, backend=backend,
+            SparseLinearLIF(a, b, tau_mem=tau_mem, b_th=b_th, surrogate_beta=surrogate_beta, backend=backend,
                             gradient=gradient, init=init)
             for a, b in zip(sizes[:-1], sizes[1:]))
-        self.readout = DelayedLeakyReadout(sizes[-1], n_classes, tau=tau_readout, dt=dt, scale_input=readout_scale_input)
+        self.readout = DelayedLeakyReadout(sizes[-1], n_classes, tau=tau_readout, scale_input=readout_scale_input)
         self.strengths = (float(upper_strength), float(upper_threshold), float(lower_strength), float(lower_threshold))
         # the regularisers' value as a tensor: read as a float only when asked (no sync in the step,
         # and no data-dependent Python value under torch.compile)
@@ -461,7 +460,10 @@ class SparseSNN(nn.Module):
             x = layer(x, input_active=active)
             active = layer.last_active
             if regularize:
-                from exodus_lightning.losses import lower_activity_regularizer, upper_activity_regularizer
+                from exodus_lightning.losses import (
+                    lower_activity_regularizer,
+                    upper_activity_regularizer,
+                )
 
                 with torch.no_grad():
                     reg = reg + (upper_activity_regularizer(x, self.strengths[0], self.strengths[1])

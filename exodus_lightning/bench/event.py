@@ -27,6 +27,7 @@ import torch
 from exodus_lightning.algorithms.event_driven import EventDrivenSNN
 from exodus_lightning.functional import lif
 from exodus_lightning.ops.event import srm_backward
+from exodus_lightning.neuron_parameters import LIFParameters
 
 RATES = (0.01, 0.03, 0.1, 0.3)
 
@@ -56,7 +57,7 @@ def run(B: int, T: int, M: int, N: int, rates: tuple[float, ...], repeats: int) 
     for alpha in rates:
         torch.manual_seed(0)
         x = (torch.rand(B, T, M) < alpha).float()
-        net = EventDrivenSNN(f"{M}-{N}l", tau_m=8.0, tau_s=4.0, tau_grad=3.0)
+        net = EventDrivenSNN(f"{M}-{N}l", tau_mem=8.0, tau_syn=4.0, tau_grad=3.0)
         layer = net.layers[0]
         net.calibrate(x, max(alpha * T, 0.5))
         w = layer.weight().detach()
@@ -88,12 +89,12 @@ def run(B: int, T: int, M: int, N: int, rates: tuple[float, ...], repeats: int) 
         def bptt() -> None:
             xg.grad = None
             lin.zero_grad(set_to_none=True)
-            y = lif(lin(xg), tau_mem=8.0, backend="bptt")
+            y = lif(lin(xg), LIFParameters(tau_mem=8.0), backend="bptt")
             y.backward(grad)
 
         def bptt_fwd() -> None:
             with torch.no_grad():
-                lif(lin(x), tau_mem=8.0, backend="bptt")
+                lif(lin(x), LIFParameters(tau_mem=8.0), backend="bptt")
 
         fns = {"event_dense": event_dense, "event_dense_fwd": event_dense_fwd, "event_sparse": event_sparse,
                "bptt": bptt, "bptt_fwd": bptt_fwd}

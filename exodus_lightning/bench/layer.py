@@ -38,6 +38,7 @@ from torch import nn
 
 from exodus_lightning.bench import _report
 from exodus_lightning.functional import lif
+from exodus_lightning.neuron_parameters import LIFParameters
 
 TAU = 10.0
 THRESHOLD = 1.0
@@ -94,7 +95,7 @@ def make_impl(name: str, n: int, device: torch.device) -> Impl:
 
 def _make_impl(name: str, n: int, device: torch.device) -> Impl:
     if name in OURS:
-        return Impl(name, "btn", lambda x, b=name: lif(x, TAU, THRESHOLD, backend=b),
+        return Impl(name, "btn", lambda x, b=name: lif(x, LIFParameters(tau_mem=TAU, threshold=THRESHOLD), backend=b),
                     note={"exodus": "native scan, exact gradient", "slayer": "native scan, reset ignored in gradient",
                           "bptt": "PyTorch loop, autograd"}[name], version="this package")
     if name == "snntorch":

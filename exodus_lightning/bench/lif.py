@@ -20,6 +20,7 @@ import torch
 
 from exodus_lightning.functional import lif
 from exodus_lightning.nonfinite import recording_nonfinite
+from exodus_lightning.neuron_parameters import LIFParameters
 
 SHAPES = [(32, 500, 256), (16, 500, 4096)]
 BACKENDS = ("exodus", "slayer", "bptt")
@@ -83,9 +84,9 @@ def run(shapes: list[tuple[int, int, int]], device: torch.device, repeats: int, 
 
         def call(backend: str, tau) -> torch.Tensor:
             if backend != CHECKED:
-                return lif(x, tau, backend=backend)
+                return lif(x, LIFParameters(tau_mem=tau), backend=backend)
             with recording_nonfinite(flag):
-                return lif(x, tau, backend="exodus")
+                return lif(x, LIFParameters(tau_mem=tau), backend="exodus")
 
         def step(backend: str) -> None:
             torch.autograd.grad(call(backend, tau_mem), x, grad)

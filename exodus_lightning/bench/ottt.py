@@ -13,7 +13,6 @@ All methods run in one process, so the ratios share the machine's state.
 from __future__ import annotations
 
 import argparse
-import math
 import time
 import weakref
 from typing import Callable, Optional
@@ -83,12 +82,7 @@ class SavedTensorTracker:
         self._hooks.__exit__(*exc)
 
 
-def _arch_tau(lam: float) -> float:
-    # The framework's LIF leaks by exp(-1/tau_mem); OTTT's neuron by lambda directly.
-    return math.inf if lam >= 1.0 else 1.0 / math.log(1.0 / lam) if lam > 0 else 1e-6
-
-
-def make_step(method: str, architecture: str, num_classes: int, lam: float, device: torch.device,
+def make_step(method: str, architecture: str, num_classes: int, tau_mem: float, device: torch.device,
               seed: int = 0) -> tuple[nn.Module, Callable[[Tensor, Tensor], None]]:
     """The network and a function running one training step (forward + backward, no optimiser
     update) of ``method`` on ``(x (B, T, F), y)``."""
@@ -96,7 +90,7 @@ def make_step(method: str, architecture: str, num_classes: int, lam: float, devi
     if method == "ottt":
         from exodus_lightning.models.online import OnlineSpikingClassifier
 
-        model = OnlineSpikingClassifier(architecture, num_classes, algorithm="ottt_a", lam=lam).to(device)
+        model = OnlineSpikingClassifier(architecture, num_classes, algorithm="ottt_a", tau_mem=tau_mem).to(device)
 
         def step(x: Tensor, y: Tensor) -> None:
             model.accumulate_gradients(x, y)
@@ -107,7 +101,7 @@ def make_step(method: str, architecture: str, num_classes: int, lam: float, devi
     from exodus_lightning.losses import ce_mse_mix
     from exodus_lightning.nn import LIF, build_network
 
-    net = build_network(architecture, neuron=LIF(tau_mem=_arch_tau(lam), backend=method), bias=True).to(device)
+    net = build_network(architecture, neuron=LIF(tau_mem=tau_mem, decay="euler", backend=method), bias=True).to(device)
 
     def step(x: Tensor, y: Tensor) -> None:
         ce_mse_mix(net(x), y, 0.05).backward()
@@ -115,12 +109,12 @@ def make_step(method: str, architecture: str, num_classes: int, lam: float, devi
     return net, step
 
 
-def measure(method: str, T: int, batch: int, architecture: str, num_classes: int, lam: float,
+def measure(method: str, T: int, batch: int, architecture: str, num_classes: int, tau_mem: float,
             device: torch.device) -> tuple[int, float]:
     """``(peak bytes, seconds)`` of one training step (module docstring)."""
     from exodus_lightning.nn import parse_input
 
-    model, step = make_step(method, architecture, num_classes, lam, device)
+    model, step = make_step(method, architecture, num_classes, tau_mem, device)
     features = parse_input(architecture, architecture.split("-")[0])
     g = torch.Generator().manual_seed(1)
     x = (torch.rand((batch, T, *features), generator=g) < 0.2).float().to(device)
@@ -142,12 +136,12 @@ def measure(method: str, T: int, batch: int, architecture: str, num_classes: int
     return tracker.peak, time.perf_counter() - t0
 
 
-def run(Ts: list[int], batch: int, architecture: str, num_classes: int, lam: float, device: torch.device,
+def run(Ts: list[int], batch: int, architecture: str, num_classes: int, tau_mem: float, device: torch.device,
         methods: tuple[str, ...] = METHODS) -> list[dict]:
     rows = []
     for T in Ts:
         for m in methods:
-            peak, secs = measure(m, T, batch, architecture, num_classes, lam, device)
+            peak, secs = measure(m, T, batch, architecture, num_classes, tau_mem, device)
             rows.append({"T": T, "method": m, "peak": peak, "time": secs})
     return rows
 
@@ -182,14 +176,15 @@ def bench_ottt(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--T", type=int, action="append", default=None, help="time steps (repeatable); default 10 50 200 1000")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--arch", default="100-256l-256l-20l", help="architecture string (F input)")
-    p.add_argument("--lam", type=float, default=0.5, help="OTTT lambda; the LIF of bptt/exodus uses tau = 1/ln(1/lam)")
+    p.add_argument("--tau-mem", type=float, default=2.0,
+                   help="membrane time constant in steps of every method's neurons (Euler decay 1 - 1/tau, as OTTT)")
     p.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of ottt,bptt,exodus")
     args = p.parse_args(argv)
     Ts = args.T or list(DEFAULT_T)
     if min(Ts) < 1 or args.batch < 1:
         p.error("--T and --batch must be >= 1")
-    if not 0.0 <= args.lam <= 1.0:
-        p.error("--lam must lie in [0, 1]")
+    if not args.tau_mem >= 1.0:
+        p.error(f"--tau-mem must be >= 1 (the Euler decay 1 - 1/tau lies in [0, 1]), got {args.tau_mem}")
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
     if not methods or any(m not in METHODS for m in methods):
         p.error(f"--methods must be a comma-separated subset of {','.join(METHODS)}, got {args.methods!r}")
@@ -203,6 +198,6 @@ def bench_ottt(argv: Optional[list[str]] = None) -> int:
         p.error("--arch must start with a feature size F (e.g. 100-256l-20l)")
     num_classes = int(args.arch.split("-")[-1].rstrip("l"))
     device = torch.device(args.device)
-    rows = run(sorted(Ts), args.batch, args.arch, num_classes, args.lam, device, methods)
+    rows = run(sorted(Ts), args.batch, args.arch, num_classes, args.tau_mem, device, methods)
     print(report(rows, args.arch, args.batch, device))
     return 0

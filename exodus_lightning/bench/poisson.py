@@ -33,6 +33,7 @@ from exodus_lightning.bench import _report
 from exodus_lightning.data.poisson_fit import make_poisson_fit_task
 from exodus_lightning.functional import lif
 from exodus_lightning.surrogate import SingleExponential
+from exodus_lightning.neuron_parameters import LIFParameters
 
 LRS = (1e-4, 3e-4, 1e-3, 3e-3)
 TAUS = (5.0, 10.0, 20.0, 40.0)
@@ -99,9 +100,9 @@ def train(backend: str, seeds: list[int], lrs: list[float], taus: list[float], e
         w1_all = torch.cat([w.reshape(S * N_IN, J * n_hidden) for w in W1], dim=1)  # (S*250, L*J*H)
         h = torch.sparse.mm(X_bd, w1_all)  # (S*T, L*J*H)
         h = h.reshape(S, time_steps, L, J * n_hidden).permute(2, 0, 1, 3).reshape(K, time_steps, J * n_hidden)
-        s_h = lif(h, tau_h, 1.0, surrogate=sur, backend=backend)
+        s_h = lif(h, LIFParameters(tau_mem=tau_h, threshold=1.0, surrogate=sur), backend=backend)
         o = torch.einsum("ktjh,kjh->ktj", s_h.reshape(K, time_steps, J, n_hidden), torch.cat(W2))
-        out = lif(o, tau_o, 1.0, surrogate=sur, backend=backend)  # (K, T, J)
+        out = lif(o, LIFParameters(tau_mem=tau_o, threshold=1.0, surrogate=sur), backend=backend)  # (K, T, J)
         per_net = ((out - Y) ** 2).mean(1)  # (K, J): MSE of each network
         per_net.sum().backward()
         opt.step()

@@ -16,9 +16,11 @@ from exodus_lightning.algorithms.ottt import (
     SigmoidSurrogate,
     build_online_network,
 )
+from exodus_lightning.neuron_parameters import check_time_constant
 from exodus_lightning.models.task import SpikingTask, check_num_classes
 from exodus_lightning.nn.monitoring import FiringRates
 from exodus_lightning.spec import instantiate, save_hyperparameters_as_specs
+from exodus_lightning.time_constants import Decay, check_decay, min_tau
 
 ALGORITHMS = ("ottt_a", "ottt_o")
 
@@ -58,11 +60,13 @@ class OnlineSpikingClassifier(SpikingTask):
         network: an :class:`~exodus_lightning.algorithms.ottt.OnlineSequential` (one step
             ``(B, *input) -> (B, num_classes)``), or an architecture string for
             :func:`~exodus_lightning.algorithms.ottt.build_online_network` built with the
-            arguments below (``lam``, ``threshold``, ``surrogate_alpha``, ``sws``,
+            arguments below (``tau_mem``, ``decay``, ``threshold``, ``surrogate_alpha``, ``sws``,
             ``readout_trace``, ``input_trace``).
         num_classes: number of classes.
         algorithm: ``"ottt_a"`` or ``"ottt_o"``.
-        lam: neuron leak lambda = 1 - 1/tau in [0, 1] (the paper's tau = 2 is 0.5), used directly.
+        tau_mem: membrane time constant in steps (the paper's tau = 2; ``inf``: IF neurons).
+        decay: ``"euler"`` (``lambda = 1 - 1/tau``, the official code: tau = 2 is lambda = 0.5) or
+            ``"exp"`` (:mod:`exodus_lightning.time_constants`).
         loss_alpha: the MSE weight ``a`` in [0, 1] (0.05 CIFAR, 0.001 DVS data, 0 pure CE).
         threshold: firing threshold > 0 (paper: 1).
         surrogate_alpha: slope of the sigmoid surrogate (paper: 4).
@@ -92,7 +96,8 @@ class OnlineSpikingClassifier(SpikingTask):
         network: Union[nn.Module, str],
         num_classes: int,
         algorithm: str = "ottt_a",
-        lam: float = 0.5,
+        tau_mem: float = 2.0,
+        decay: Decay = "euler",
         loss_alpha: float = 0.05,
         threshold: float = 1.0,
         surrogate_alpha: float = 4.0,
@@ -109,26 +114,27 @@ class OnlineSpikingClassifier(SpikingTask):
         check_num_classes(num_classes)
         if isinstance(loss_alpha, bool) or not isinstance(loss_alpha, (int, float)) or not 0.0 <= loss_alpha <= 1.0:
             raise ValueError(f"loss_alpha must be a number in [0, 1], got {loss_alpha!r}")
-        if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not 0.0 <= lam <= 1.0:
-            raise ValueError(f"lam (the leak lambda = 1 - 1/tau) must be a number in [0, 1], got {lam!r}")
+        check_time_constant(tau_mem, "tau_mem", allow_inf=True, low=min_tau(check_decay(decay)))
         save_hyperparameters_as_specs(self, drop_undescribable=["network"])  # see SpikingClassifier
         # Manual optimisation: one backward per time step (OTTT_A) or one update per step (OTTT_O).
         self.automatic_optimization = False
         self.algorithm = algorithm
         self.num_classes = num_classes
         self.loss_alpha = float(loss_alpha)
-        self.network = self.build_network(instantiate(network), lam, threshold, surrogate_alpha, sws, readout_trace, input_trace)
+        self.network = self.build_network(instantiate(network), tau_mem, decay, threshold, surrogate_alpha, sws,
+                                          readout_trace, input_trace)
         self.build_metrics(num_classes)
 
     # ------------------------------------------------------------------ construction
 
-    def build_network(self, network: Union[nn.Module, str], lam: float, threshold: float, surrogate_alpha: float,
-                      sws: bool, readout_trace: bool, input_trace: bool) -> OnlineSequential:
+    def build_network(self, network: Union[nn.Module, str], tau_mem: float, decay: Decay, threshold: float,
+                      surrogate_alpha: float, sws: bool, readout_trace: bool, input_trace: bool) -> OnlineSequential:
         if isinstance(network, OnlineSequential):
             return network
         if isinstance(network, str):
             return build_online_network(
-                network, lam=lam, threshold=threshold, surrogate=SigmoidSurrogate(surrogate_alpha), sws=sws,
+                network, tau_mem=tau_mem, threshold=threshold, surrogate=SigmoidSurrogate(surrogate_alpha),
+                decay=decay, sws=sws,
                 gamma=GAMMA_HEAVISIDE, readout_trace=readout_trace, input_trace=input_trace,
             )
         raise ValueError("network must be an OnlineSequential (exodus_lightning.algorithms.ottt) or an architecture "

@@ -23,9 +23,11 @@ from torch import Tensor, nn
 from exodus_lightning import functional as F
 from exodus_lightning.backend import resolve_backend, validate_backend
 from exodus_lightning.functional import LIFState
+from exodus_lightning.neuron_parameters import LIFParameters, check_time_constant
 from exodus_lightning.nn.spiking_layer import SpikingLayer
 from exodus_lightning.spec import records_init_args
 from exodus_lightning.surrogate import SingleExponential, SurrogateFn
+from exodus_lightning.time_constants import Decay
 
 Param = Union[float, Tensor]
 Shape = Optional[Sequence[int]]
@@ -48,22 +50,11 @@ def _check_shape(shape: Shape) -> Optional[tuple[int, ...]]:
     return out
 
 
-def _param_tensor(value: Param, name: str, shape: Optional[tuple[int, ...]], allow_inf: bool) -> Tensor:
-    """``value`` as a float tensor, expanded to ``shape`` when one is given (a copy: parameters
-    of different layers never alias)."""
-    if isinstance(value, Tensor):
-        if not value.is_floating_point():
-            raise TypeError(f"{name} must be a float or a floating-point tensor, got dtype {value.dtype}")
-        t = value.detach().clone()
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        t = torch.tensor(float(value))
-    else:
-        raise TypeError(f"{name} must be a float or a tensor, got {type(value).__name__}")
-    bad = torch.isnan(t) | (t <= 0)
-    if not allow_inf:
-        bad = bad | torch.isinf(t)
-    if bool(bad.any()):
-        raise ValueError(f"{name} must be > 0{'' if allow_inf else ' and finite'}, got {value!r}")
+def _param_tensor(value: Param, name: str, shape: Optional[tuple[int, ...]]) -> Tensor:
+    """``value`` (validated by :class:`LIFParameters` or ``check_time_constant``) as a float
+    tensor, expanded to ``shape`` when one is given (a copy: parameters of different layers never
+    alias)."""
+    t = value.detach().clone() if isinstance(value, Tensor) else torch.tensor(float(value))
     if shape is not None:
         try:
             if torch.broadcast_shapes(t.shape, shape) != shape:
@@ -133,6 +124,8 @@ class LIF(SpikingLayer, nn.Module):
             (True)**, following the functional API.
         min_v_mem: lower clamp of the post-reset membrane (None: no clamp).
         surrogate: surrogate derivative ``f(v, threshold)``; None (default) is ``SingleExponential()``.
+        decay: ``"exp"`` (``alpha = exp(-1/tau)``) or ``"euler"`` (``alpha = 1 - 1/tau``, the
+            convention of OTTT's and the event-driven method's code; :mod:`exodus_lightning.time_constants`).
         train_tau: make ``tau_mem`` an ``nn.Parameter``.  The parameter *is* tau (no
             reparameterisation); its gradient is the exact alpha gradient times
             ``d alpha / d tau = alpha / tau**2``.  An optimiser step that makes tau <= 0 raises a
@@ -172,6 +165,7 @@ class LIF(SpikingLayer, nn.Module):
         norm_input: bool = False,
         min_v_mem: Optional[float] = None,
         surrogate: Optional[SurrogateFn] = None,
+        decay: Decay = "exp",
         train_tau: bool = False,
         shape: Shape = None,
         backend: Optional[str] = None,
@@ -179,52 +173,51 @@ class LIF(SpikingLayer, nn.Module):
         return_state: bool = False,
     ) -> None:
         super().__init__()
-        if reset not in ("subtract", "zero"):
-            raise ValueError(f"reset must be 'subtract' or 'zero', got {reset!r}")
-        F.max_spikes_of(spike)  # validates spike
         # None stands for the default SingleExponential(): a default instance in the signature
         # cannot be written as a class_path in LightningCLI/jsonargparse configs.
-        surrogate = SingleExponential() if surrogate is None else surrogate
-        if not callable(surrogate):
-            raise TypeError(f"surrogate must be callable f(v, threshold), got {type(surrogate).__name__}")
-        if min_v_mem is not None and (
-            not isinstance(min_v_mem, (int, float)) or isinstance(min_v_mem, bool) or math.isnan(min_v_mem)
-        ):
-            raise ValueError(f"min_v_mem must be a float or None, got {min_v_mem!r}")
+        p = LIFParameters(
+            tau_mem=tau_mem, threshold=threshold, reset=reset, spike=spike, tau_syn=tau_syn,
+            norm_input=norm_input, min_v_mem=min_v_mem, decay=decay, surrogate=SingleExponential() if surrogate is None else surrogate,
+        )  # validates every argument, once
         if backend is not None:
             validate_backend(backend)
         self.shape = _check_shape(shape)
-        tau = _param_tensor(tau_mem, "tau_mem", self.shape, allow_inf=True)
-        if norm_input and bool(torch.isinf(tau).any()):
-            raise ValueError("norm_input=True needs a finite tau_mem: with tau_mem=inf (IF), c = 1 - alpha = 0")
+        tau = _param_tensor(p.tau_mem, "tau_mem", self.shape)
         if train_tau and bool(torch.isinf(tau).any()):
             raise ValueError("train_tau=True needs a finite tau_mem (the IF neuron has no tau to train)")
         if train_tau:
             self.tau_mem = nn.Parameter(tau)
         else:
             self.register_buffer("tau_mem", tau)
-        self.register_buffer("threshold", _param_tensor(threshold, "threshold", self.shape, allow_inf=True))
-        if tau_syn is not None:
-            self.register_buffer("tau_syn", _param_tensor(tau_syn, "tau_syn", self.shape, allow_inf=False))
+        self.register_buffer("threshold", _param_tensor(p.threshold, "threshold", self.shape))
+        if p.tau_syn is not None:
+            self.register_buffer("tau_syn", _param_tensor(p.tau_syn, "tau_syn", self.shape))
         else:
             self.tau_syn = None
-        self.reset = reset
-        self.spike = spike
-        self.norm_input = bool(norm_input)
-        self.min_v_mem = None if min_v_mem is None else float(min_v_mem)
-        self.surrogate = surrogate
+        self.reset = p.reset
+        self.spike = p.spike
+        self.norm_input = p.norm_input
+        self.min_v_mem = None if p.min_v_mem is None else float(p.min_v_mem)
+        self.decay = p.decay
+        self.surrogate = p.surrogate
         self.train_tau = bool(train_tau)
         self.backend = backend
         self.record = bool(record)
         self.return_state = bool(return_state)
         self.v_mem: Optional[Tensor] = None
 
+    def neuron_parameters(self) -> LIFParameters:
+        """The layer's :class:`LIFParameters` with its current ``tau_mem``/``threshold``/``tau_syn``
+        tensors (a trained tau is checked again here: an optimiser step may have made it <= 0)."""
+        return LIFParameters(
+            tau_mem=self.tau_mem, threshold=self.threshold, reset=self.reset, spike=self.spike,
+            tau_syn=self.tau_syn, norm_input=self.norm_input, min_v_mem=self.min_v_mem, decay=self.decay,
+            surrogate=self.surrogate,
+        )
+
     def _run(self, x: Tensor, v0: Optional[Tensor], i0: Optional[Tensor]) -> tuple[Tensor, LIFState]:
         _check_features(x, self.shape, type(self).__name__)
-        s, v, state = F.lif_with_membrane(
-            x, self.tau_mem, self.threshold, self.reset, self.spike, self.tau_syn, self.norm_input,
-            self.min_v_mem, self.surrogate, resolve_backend(self.backend), v0, i0,
-        )
+        s, v, state = F.lif_with_membrane(x, self.neuron_parameters(), resolve_backend(self.backend), v0, i0)
         # Plain attribute, not a buffer: a recorded trace must never reach the state_dict.
         self.v_mem = v if self.record else None
         return s, state
@@ -245,6 +238,8 @@ class LIF(SpikingLayer, nn.Module):
             parts.append("synapse")
         if self.norm_input:
             parts.append("norm_input=True")
+        if self.decay != "exp":
+            parts.append(f"decay={self.decay!r}")
         if self.backend is not None:
             parts.append(f"backend={self.backend!r}")
         return ", ".join(parts)
@@ -255,7 +250,8 @@ class IF(LIF):
     r"""Integrate-and-fire neurons: :class:`LIF` with ``alpha = 1`` (``tau_mem = inf``), so
     ``v[t] = v_post[t-1] + i[t]`` (the neurons of the EXODUS paper's DVS and SHD networks, Table 2).
 
-    Same arguments as :class:`LIF` without ``tau_mem``, ``norm_input`` and ``train_tau``.
+    Takes the keyword arguments of :class:`LIF` except ``tau_mem`` (``norm_input=True`` and
+    ``train_tau=True`` are errors: the IF neuron has no leak to normalise or train).
 
     Example:
         >>> import torch
@@ -264,29 +260,15 @@ class IF(LIF):
         [0.0, 1.0, 0.0, 1.0]
     """
 
-    def __init__(
-        self,
-        threshold: Param = 1.0,
-        reset: str = "subtract",
-        spike: Union[str, int] = "single",
-        tau_syn: Optional[Param] = None,
-        min_v_mem: Optional[float] = None,
-        surrogate: Optional[SurrogateFn] = None,
-        shape: Shape = None,
-        backend: Optional[str] = None,
-        record: bool = False,
-        return_state: bool = False,
-    ) -> None:
-        super().__init__(
-            tau_mem=math.inf, threshold=threshold, reset=reset, spike=spike, tau_syn=tau_syn,
-            norm_input=False, min_v_mem=min_v_mem, surrogate=surrogate, train_tau=False, shape=shape,
-            backend=backend, record=record, return_state=return_state,
-        )
+    def __init__(self, **kwargs: object) -> None:
+        if "tau_mem" in kwargs:
+            raise TypeError("IF takes no tau_mem (the IF neuron is LIF with tau_mem = inf)")
+        super().__init__(tau_mem=math.inf, **kwargs)
 
 
 @records_init_args
 class StatefulLIF(LIF):
-    """:class:`LIF` that keeps its final state between calls, for streaming inference and
+    """:class:`LIF` (same keyword arguments, plus ``detach``) that keeps its final state between calls, for streaming inference and
     truncated training on long sequences: the next call continues from where the last one ended.
 
     The state lives in the plain attribute ``self.state`` (never in the ``state_dict``).  Call
@@ -304,28 +286,9 @@ class StatefulLIF(LIF):
         ([0.0, 1.0], [0.0, 1.0])
     """
 
-    def __init__(
-        self,
-        tau_mem: Param = 20.0,
-        threshold: Param = 1.0,
-        reset: str = "subtract",
-        spike: Union[str, int] = "single",
-        tau_syn: Optional[Param] = None,
-        norm_input: bool = False,
-        min_v_mem: Optional[float] = None,
-        surrogate: Optional[SurrogateFn] = None,
-        train_tau: bool = False,
-        shape: Shape = None,
-        backend: Optional[str] = None,
-        record: bool = False,
-        return_state: bool = False,
-        detach: bool = True,
-    ) -> None:
-        super().__init__(
-            tau_mem=tau_mem, threshold=threshold, reset=reset, spike=spike, tau_syn=tau_syn,
-            norm_input=norm_input, min_v_mem=min_v_mem, surrogate=surrogate, train_tau=train_tau,
-            shape=shape, backend=backend, record=record, return_state=return_state,
-        )
+    def __init__(self, detach: bool = True, **kwargs: object) -> None:
+        """``detach``: cut the carried state from the graph; the other keyword arguments are :class:`LIF`'s."""
+        super().__init__(**kwargs)
         self.detach = bool(detach)
         self.state: Optional[LIFState] = None
 
@@ -390,7 +353,8 @@ class LeakyIntegrator(nn.Module):
         if backend is not None:
             validate_backend(backend)
         self.shape = _check_shape(shape)
-        t = _param_tensor(tau, "tau", self.shape, allow_inf=True)
+        check_time_constant(tau, "tau", allow_inf=True)
+        t = _param_tensor(tau, "tau", self.shape)
         if norm_input and bool(torch.isinf(t).any()):
             raise ValueError("norm_input=True needs a finite tau: with tau=inf, c = 1 - alpha = 0")
         if train_tau and bool(torch.isinf(t).any()):
@@ -437,7 +401,7 @@ class RecurrentLIF(LIF):
 
     Args:
         n_neurons: N, the size of the (flat) feature dimension: input ``(B, T, N)``.
-        tau_mem, ...: as :class:`LIF`.  ``shape`` may only be None, ``(N,)`` or ``(1,)``.
+        **kwargs: the keyword arguments of :class:`LIF`.  ``shape`` may only be None, ``(N,)`` or ``(1,)``.
 
     The recurrent weight is initialised like ``nn.Linear`` (Kaiming-uniform, a = sqrt(5)).
 
@@ -449,38 +413,20 @@ class RecurrentLIF(LIF):
         torch.Size([2, 5, 3])
     """
 
-    def __init__(
-        self,
-        n_neurons: int,
-        tau_mem: Param = 20.0,
-        threshold: Param = 1.0,
-        reset: str = "subtract",
-        spike: Union[str, int] = "single",
-        tau_syn: Optional[Param] = None,
-        norm_input: bool = False,
-        min_v_mem: Optional[float] = None,
-        surrogate: Optional[SurrogateFn] = None,
-        train_tau: bool = False,
-        shape: Shape = None,
-        backend: Optional[str] = None,
-        record: bool = False,
-        return_state: bool = False,
-    ) -> None:
+    def __init__(self, n_neurons: int, **kwargs: object) -> None:
+        """``n_neurons``: N; the other keyword arguments are :class:`LIF`'s (``backend`` None or "bptt")."""
         if not isinstance(n_neurons, int) or isinstance(n_neurons, bool) or n_neurons < 1:
             raise ValueError(f"n_neurons must be an int >= 1, got {n_neurons!r}")
+        backend = kwargs.pop("backend", None)
         if backend is not None and backend != "bptt":
             validate_backend(backend)
             raise ValueError(
                 f"RecurrentLIF supports only backend='bptt' (the recurrence needs a time loop), got backend={backend!r}"
             )
-        shape_t = _check_shape(shape)
+        shape_t = _check_shape(kwargs.pop("shape", None))
         if shape_t is not None and shape_t not in ((n_neurons,), (1,)):
             raise ValueError(f"shape must be None, ({n_neurons},) or (1,) for RecurrentLIF({n_neurons}), got {shape_t}")
-        super().__init__(
-            tau_mem=tau_mem, threshold=threshold, reset=reset, spike=spike, tau_syn=tau_syn,
-            norm_input=norm_input, min_v_mem=min_v_mem, surrogate=surrogate, train_tau=train_tau,
-            shape=shape_t, backend="bptt", record=record, return_state=return_state,
-        )
+        super().__init__(shape=shape_t, backend="bptt", **kwargs)
         self.n_neurons = n_neurons
         self.recurrent = nn.Linear(n_neurons, n_neurons, bias=False)
 
@@ -494,14 +440,12 @@ class RecurrentLIF(LIF):
             )
         v, i = _as_state(state)
         B, T, N = x.shape
+        p = self.neuron_parameters()
         s_prev = x.new_zeros((B, N))
         spikes, vs = [], []
         for t in range(T):
             xt = x[:, t : t + 1] + self.recurrent(s_prev).unsqueeze(1)
-            s, v_t, st = F.lif_with_membrane(
-                xt, self.tau_mem, self.threshold, self.reset, self.spike, self.tau_syn, self.norm_input,
-                self.min_v_mem, self.surrogate, "bptt", v, i,
-            )
+            s, v_t, st = F.lif_with_membrane(xt, p, "bptt", v, i)
             v, i = st.v, st.i
             s_prev = s[:, 0]
             spikes.append(s_prev)

@@ -3,7 +3,7 @@ for torch.compile): ``exodus::lif_forward``, ``exodus::lif_backward``, ``exodus:
 ``exodus::leaky_backward``.  Importing this package registers them."""
 
 from exodus_lightning.ops.leaky import leaky_backward, leaky_forward
-from exodus_lightning.ops.lif import BACKWARD_MODES, RESET_MODES, LIFFunction, lif_backward, lif_forward
+from exodus_lightning.ops.lif import BACKWARD_MODES, LIFFunction, LIFKernelArguments, lif_backward, lif_forward
 
 __all__ = [
     "lif_forward",
@@ -11,6 +11,6 @@ __all__ = [
     "leaky_forward",
     "leaky_backward",
     "LIFFunction",
-    "RESET_MODES",
+    "LIFKernelArguments",
     "BACKWARD_MODES",
 ]

@@ -12,14 +12,16 @@ accumulation dtype.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Callable, NamedTuple, Optional
 
 import torch
 from torch import Tensor
 
 from exodus_lightning.ops._common import check_operands, float32_under_autocast, launch_context
 
-RESET_MODES = {"subtract": 0, "zero": 1}
+if TYPE_CHECKING:
+    from exodus_lightning.neuron_parameters import LIFParameters
+
 BACKWARD_MODES = {"exodus": 0, "slayer": 1}
 
 
@@ -136,49 +138,76 @@ def _(grad_spikes, grad_v, grad_v_final, grad_i_final, v, surrogate, surrogate_i
     return torch.empty_like(v), v.new_empty((B, N)), v.new_empty((B, N)), grad_alpha
 
 
+class LIFKernelArguments(NamedTuple):
+    """What the two ops take besides the tensors autograd differentiates (``x``, ``alpha``,
+    ``v0``, ``i0``): built once per call from a validated
+    :class:`~exodus_lightning.neuron_parameters.LIFParameters`."""
+
+    theta: Tensor
+    beta: Optional[Tensor]
+    reset_mode: int
+    max_spikes: int
+    v_min: Optional[float]
+    norm_input: bool
+    backward_mode: int
+    surrogate_spec: tuple[int, float, float, float]  # (id, p0, p1, p2); id 0: evaluate ``surrogate`` in PyTorch
+    surrogate: Callable[[Tensor, Tensor], Tensor]
+    check_finite: bool
+
+    @classmethod
+    def of(cls, p: "LIFParameters", theta: Tensor, beta: Optional[Tensor], backward_mode: int,
+           fused: Optional[tuple[int, float, float, float]], check_finite: bool) -> "LIFKernelArguments":
+        """The arguments for neuron parameters ``p`` (``theta``/``beta`` from ``p.kernel_tensors``),
+        a backward mode (:data:`BACKWARD_MODES`) and the fused surrogate spec (None: not fused)."""
+        v_min = None if p.min_v_mem is None else float(p.min_v_mem)
+        return cls(theta, beta, p.reset_mode, p.max_spikes, v_min, p.norm_input, backward_mode,
+                   fused if fused is not None else (0, 0.0, 0.0, 0.0), p.surrogate, bool(check_finite))
+
+
 class LIFFunction(torch.autograd.Function):
     """Autograd glue: forward op, surrogate evaluation, backward op (EXODUS or SLAYER)."""
 
     @staticmethod
-    def forward(ctx, x, alpha, theta, beta, v0, i0, reset_mode, max_spikes, v_min, norm_input,
-                backward_mode, surrogate_id, p0, p1, p2, surrogate_fn, check_finite=False):
+    def forward(ctx, x: Tensor, alpha: Tensor, v0: Optional[Tensor], i0: Optional[Tensor],
+                k: LIFKernelArguments):
         need_alpha = ctx.needs_input_grad[1]
-        has_syn = beta is not None
+        has_syn = k.beta is not None
         # The alpha gradient needs i[t] where norm_input makes c = 1 - alpha depend on alpha.
-        need_i_trace = need_alpha and norm_input and has_syn
+        need_i_trace = need_alpha and k.norm_input and has_syn
         spikes, v, v_final, i_final, i_trace, nonfinite = torch.ops.exodus.lif_forward(
-            x, alpha, theta, beta, v0, i0, reset_mode, max_spikes, v_min, norm_input, need_i_trace, check_finite
+            x, alpha, k.theta, k.beta, v0, i0, k.reset_mode, k.max_spikes, k.v_min, k.norm_input, need_i_trace,
+            k.check_finite,
         )
         ctx.mark_non_differentiable(nonfinite)
-        if need_alpha and norm_input and not has_syn:
+        if need_alpha and k.norm_input and not has_syn:
             i_trace = x  # i = x without a synapse: save the input instead of a copy
         elif not need_i_trace:
             i_trace = None
-        ctx.save_for_backward(v, alpha, theta, beta, v0 if need_alpha else None, i_trace)
-        ctx.modes = (reset_mode, max_spikes, v_min, norm_input, backward_mode)
-        ctx.surrogate = (surrogate_id, p0, p1, p2, surrogate_fn)
+        ctx.save_for_backward(v, alpha, k.theta, k.beta, v0 if need_alpha else None, i_trace)
+        ctx.kernel = k
         ctx.set_materialize_grads(False)
         return spikes, v, v_final, i_final, nonfinite
 
     @staticmethod
     def backward(ctx, g_spikes, g_v, g_v_final, g_i_final, g_nonfinite=None):
         v, alpha, theta, beta, v0, i_trace = ctx.saved_tensors
-        reset_mode, max_spikes, v_min, norm_input, backward_mode = ctx.modes
-        surrogate_id, p0, p1, p2, surrogate_fn = ctx.surrogate
+        k: LIFKernelArguments = ctx.kernel
+        surrogate_id, p0, p1, p2 = k.surrogate_spec
         surrogate = None
         if surrogate_id == 0:
             # theta is (N,) or (1,): broadcasts over (B, T, N) right-aligned.
-            surrogate = surrogate_fn(v, theta.to(v.dtype)).to(v.dtype)
+            surrogate = k.surrogate(v, theta.to(v.dtype)).to(v.dtype)
         need_alpha = ctx.needs_input_grad[1]
         grad_x, grad_v0, grad_i0, grad_alpha = torch.ops.exodus.lif_backward(
             g_spikes, g_v, g_v_final, g_i_final, v, surrogate, surrogate_id, p0, p1, p2,
-            alpha, theta, beta, v0, i_trace, reset_mode, max_spikes, v_min, norm_input, backward_mode, need_alpha,
+            alpha, theta, beta, v0, i_trace, k.reset_mode, k.max_spikes, k.v_min, k.norm_input, k.backward_mode,
+            need_alpha,
         )
         d_alpha = None
         if need_alpha:
             d_alpha = grad_alpha.sum(0).to(alpha.dtype)
             if alpha.numel() == 1:
                 d_alpha = d_alpha.sum().reshape(alpha.shape)
-        d_v0 = grad_v0 if ctx.needs_input_grad[4] else None
-        d_i0 = grad_i0 if ctx.needs_input_grad[5] else None
-        return (grad_x, d_alpha, None, None, d_v0, d_i0) + (None,) * 11
+        d_v0 = grad_v0 if ctx.needs_input_grad[2] else None
+        d_i0 = grad_i0 if ctx.needs_input_grad[3] else None
+        return grad_x, d_alpha, d_v0, d_i0, None

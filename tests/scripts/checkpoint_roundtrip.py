@@ -53,9 +53,9 @@ CASES = {
                                         loss="sum_over_time_cross_entropy"),
     "event": lambda: SpikingClassifier(EventDrivenSNN("12-16l-4l", calibrate_spikes=2.0), num_classes=4,
                                        loss=SpikeCountLoss(n_correct=8.0, n_wrong=1.0)),
-    "ottt_module": lambda: OnlineSpikingClassifier(build_online_network("12-16l-4l", lam=0.7, sws=True,
+    "ottt_module": lambda: OnlineSpikingClassifier(build_online_network("12-16l-4l", tau_mem=10.0 / 3.0, sws=True,
                                                                         input_trace=True), num_classes=4),
-    "ottt_string": lambda: OnlineSpikingClassifier("12-16l-4l", num_classes=4, algorithm="ottt_o", lam=0.6),
+    "ottt_string": lambda: OnlineSpikingClassifier("12-16l-4l", num_classes=4, algorithm="ottt_o", tau_mem=2.5),
     "regressor": lambda: SpikeTrainRegressor("12-16l-4l", neuron=LIF(tau_mem=10.0), readout=LIF(tau_mem=10.0),
                                              loss="van_rossum"),
 }
