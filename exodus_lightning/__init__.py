@@ -15,6 +15,11 @@ try:
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0+unknown"
 
+# Freed CPU tensors are reused without page faults (glibc thresholds; EXODUS_MALLOC_TUNING=0 opts out).
+from exodus_lightning import _allocator  # noqa: E402
+
+_allocator.apply()
+
 _LAZY = {
     "functional": "exodus_lightning.functional",
     "surrogate": "exodus_lightning.surrogate",

@@ -292,6 +292,12 @@ class NativeLibrary:
         try:
             self.dll = ctypes.CDLL(str(path))
         except OSError as e:
+            if "undefined symbol" in str(e) and ("GOMP_" in str(e) or "omp_" in str(e)):
+                raise NativeLibraryError(
+                    f"exodus-lightning: {path} uses the OpenMP runtime that torch loads, and none is loaded "
+                    f"in this process ({e}). Install a torch built with OpenMP, or the system's libgomp "
+                    "(e.g. apt-get install libgomp1)."
+                ) from e
             raise NativeLibraryError(
                 f"exodus-lightning: the native library {path} exists but cannot be loaded: {e}. "
                 "Reinstall the package (pip install --force-reinstall exodus-lightning) or rebuild "
@@ -473,6 +479,11 @@ def load(name: str) -> NativeLibrary:
             path = find_library(name)
             if path is None:
                 raise NativeLibraryError(_missing_message(name))
+            if name == CPU_LIBRARY:
+                # its OpenMP symbols bind to torch's runtime: one runtime, one pool per process
+                from exodus_lightning._openmp import share_torch_runtime
+
+                share_torch_runtime()
             lib = NativeLibrary(name, path)
             if lib.kind == "cpu":
                 _warn_unmet_isa_request(lib)

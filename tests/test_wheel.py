@@ -1,5 +1,5 @@
 """Packaging: the wheel is ``py3-none-<platform>``, carries the CPU and CUDA libraries, passes
-auditwheel, and works in a fresh virtual environment with no compiler on PATH; ``info`` reports a
+auditwheel (bundling no OpenMP runtime), and works in a fresh virtual environment with no compiler on PATH; ``info`` reports a
 missing library with its fix."""
 
 from __future__ import annotations
@@ -52,6 +52,12 @@ def test_auditwheel_show_and_repair(wheel, tmp_path):
     assert fix.returncode == 0, fix.stderr[-3000:]
     (whl,) = repaired.glob("*.whl")
     assert "manylinux" in whl.name and "-py3-none-" in whl.name, whl.name
+    # One OpenMP runtime per process (exodus_lightning/_openmp.py): the CPU library needs none of its
+    # own, so the repair bundles none beside torch's.
+    from exodus_lightning._openmp import _RUNTIME
+
+    bundled = [n for n in zipfile.ZipFile(whl).namelist() if _RUNTIME.match(Path(n).name)]
+    assert not bundled, f"the repaired wheel bundles an OpenMP runtime: {bundled}"
 
 
 @pytest.mark.slow
@@ -79,6 +85,8 @@ def test_wheel_works_in_a_fresh_venv_without_a_compiler(wheel, tmp_path):
         s = lif(x, exodus_lightning.LIFParameters(tau_mem=5.0))
         (g,) = torch.autograd.grad(s.sum(), x)
         assert s.shape == x.shape and g.abs().sum() > 0
+        from exodus_lightning._openmp import mapped_runtimes
+        assert len(mapped_runtimes()) == 1, mapped_runtimes()  # torch's only
         print("ok", exodus_lightning.__version__)
     """)
     # cwd outside the source tree: `python -c` puts the cwd first on sys.path

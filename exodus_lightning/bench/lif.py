@@ -6,13 +6,27 @@ row ``exodus+check`` is EXODUS with the NaN/Inf check of training on (the scan's
 The floor is the time to move 24 bytes per element at the machine's measured copy bandwidth:
 x read (4), spikes and v written (8) in the forward; grad read, v read, grad written (12) in the
 backward (float32).  Backends are timed round-robin in one run, so the ratios share the machine's
-state (this machine is shared and noisy); the median of the repeats is reported.
+state (this machine is shared and noisy); the median of the repeats is reported.  Every call allocates
+fresh outputs, as users call the op (the allocator settings of :mod:`exodus_lightning._allocator` apply).
+
+The peer row ``spikingjelly`` (when installed) is its multi-step ``LIFNode`` (torch backend on the CPU)
+with the same neuron: ``decay_input=False``, ``v_reset=None`` (subtractive reset), threshold 1 and
+``tau = 1 / (1 - exp(-1 / tau_mem))``, so that its decay ``1 - 1/tau`` equals our ``exp(-1/tau_mem)``;
+it gets the input in its own (T, B, N) layout, converted before timing.
+
+``--contention`` times the EXODUS op with 1 and with 2 threads while a busy co-runner process spins on
+one core (pinned there), interleaved in one run, and prints the ratio 2-thread / 1-thread (the work is
+distributed dynamically, so a descheduled thread should never make 2 threads slower than 1).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import statistics
+import subprocess
+import sys
 import time
 from typing import Callable, Optional
 
@@ -22,8 +36,9 @@ from exodus_lightning.functional import lif
 from exodus_lightning.nonfinite import recording_nonfinite
 from exodus_lightning.neuron_parameters import LIFParameters
 
-SHAPES = [(32, 500, 256), (16, 500, 4096)]
+SHAPES = [(32, 500, 256), (16, 500, 1024), (16, 2048, 1024), (16, 500, 4096)]
 BACKENDS = ("exodus", "slayer", "bptt")
+PEER = "spikingjelly"
 CHECKED = "exodus+check"  # EXODUS with the non-finite flag, as in a training step of the LightningModules
 BYTES_PER_ELEMENT_FLOOR = 24
 
@@ -72,13 +87,34 @@ def _case(shape: tuple[int, int, int], device: torch.device, seed: int = 0):
     return x, grad
 
 
+def spikingjelly_step(x: torch.Tensor, grad: torch.Tensor, tau_mem: float) -> Optional[Callable[[], None]]:
+    """Forward+backward of spikingjelly's multi-step LIFNode with our neuron (module docstring) on
+    ``x`` and ``grad`` in its (T, B, N) layout, or None when spikingjelly is not installed."""
+    try:
+        from spikingjelly.activation_based import functional as sjf
+        from spikingjelly.activation_based import neuron as sjn
+    except ImportError:
+        return None
+    tau_sj = 1.0 / (1.0 - math.exp(-1.0 / tau_mem))
+    node = sjn.LIFNode(tau=tau_sj, decay_input=False, v_threshold=1.0, v_reset=None, step_mode="m").to(x.device)
+    x_tbn = x.detach().transpose(0, 1).contiguous().requires_grad_()
+    grad_tbn = grad.transpose(0, 1).contiguous()
+
+    def step() -> None:
+        sjf.reset_net(node)
+        torch.autograd.grad(node(x_tbn), x_tbn, grad_tbn)
+
+    return step
+
+
 def run(shapes: list[tuple[int, int, int]], device: torch.device, repeats: int, bptt_repeats: int,
-        tau_mem: float = 20.0) -> list[dict]:
-    """Measure every backend on every shape; returns one row per (shape, backend)."""
+        tau_mem: float = 20.0, peer: bool = True) -> list[dict]:
+    """Measure every backend (and the peer, when installed) on every shape; one row per (shape, backend)."""
     rows = []
     for shape in shapes:
         x, grad = _case(shape, device)
         tau_trained = torch.full(shape[2:], tau_mem, device=device, requires_grad=True)
+        peer_step = spikingjelly_step(x, grad, tau_mem) if peer else None
 
         flag = torch.zeros(1, dtype=torch.int32, device=device)
 
@@ -89,9 +125,12 @@ def run(shapes: list[tuple[int, int, int]], device: torch.device, repeats: int, 
                 return lif(x, LIFParameters(tau_mem=tau), backend="exodus")
 
         def step(backend: str) -> None:
-            torch.autograd.grad(call(backend, tau_mem), x, grad)
+            if backend == PEER:
+                peer_step()
+            else:
+                torch.autograd.grad(call(backend, tau_mem), x, grad)
 
-        timed = (*BACKENDS, CHECKED)
+        timed = (*BACKENDS, CHECKED) + ((PEER,) if peer_step is not None else ())
         times: dict[str, list[float]] = {b: [] for b in timed}
         for b in timed:  # warm-up (allocator, OpenMP pool, lazy library load)
             step(b)
@@ -104,17 +143,21 @@ def run(shapes: list[tuple[int, int, int]], device: torch.device, repeats: int, 
             raise RuntimeError("bench lif: the non-finite flag is set for finite input")
         elements = shape[0] * shape[1] * shape[2]
         for b in timed:
+            ours = b != PEER
             rows.append({
                 "shape": shape, "backend": b, "time": statistics.median(times[b]), "elements": elements,
-                "saved": saved_bytes(lambda: call(b, tau_mem)),
-                "saved_train_tau": saved_bytes(lambda: call(b, tau_trained)),
+                "saved": saved_bytes(lambda: call(b, tau_mem)) if ours else float("nan"),
+                "saved_train_tau": saved_bytes(lambda: call(b, tau_trained)) if ours else float("nan"),
             })
     return rows
 
 
 def report(rows: list[dict], bandwidth: float, device: torch.device) -> str:
+    from exodus_lightning import _allocator
+
     lines = [f"device {device}, float32, copy bandwidth {bandwidth / 1e9:.2f} GB/s "
-             f"(floor = {BYTES_PER_ELEMENT_FLOOR} B/element / bandwidth), torch threads {torch.get_num_threads()}"]
+             f"(floor = {BYTES_PER_ELEMENT_FLOOR} B/element / bandwidth), torch threads {torch.get_num_threads()}",
+             f"allocator: {_allocator.status}"]
     header = (f"{'(B, T, N)':>18} {'backend':>12} {'fwd+bwd ms':>11} {'x exodus':>9} {'x floor':>8} "
               f"{'saved (BTN tensors)':>20} {'saved, tau trained':>19}")
     lines.append(header)
@@ -135,6 +178,55 @@ def report(rows: list[dict], bandwidth: float, device: torch.device) -> str:
             f"{per['slayer']['time'] / ex['time']:.2f}x over slayer; exodus / floor = {ex['time'] / floor:.2f} "
             f"(floor {floor * 1e3:.2f} ms); the NaN/Inf check costs x{per[CHECKED]['time'] / ex['time']:.3f}"
         )
+        peer = (f"{PEER} / exodus = {per[PEER]['time'] / ex['time']:.2f}" if PEER in per
+                else f"{PEER} not installed (pip install spikingjelly)")
+        lines.append(f"{'':>18} ratios: exodus / floor = {ex['time'] / floor:.2f} (target <= 2), {peer} (target >= 6)")
+    return "\n".join(lines)
+
+
+_SPIN = "import os, sys\nos.sched_setaffinity(0, {int(sys.argv[1])})\nwhile True:\n    pass\n"
+
+
+def contention(shape: tuple[int, int, int], repeats: int, tau_mem: float = 20.0) -> str:
+    """1-thread vs 2-thread EXODUS forward+backward, without and then with a busy co-runner process
+    pinned to one core; rounds interleave the thread counts.  Returns the report's lines."""
+    device = torch.device("cpu")
+    x, grad = _case(shape, device)
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else [0]
+    before = torch.get_num_threads()
+
+    def step() -> None:
+        torch.autograd.grad(lif(x, tau_mem), x, grad)
+
+    def measure() -> dict[int, list[float]]:
+        times: dict[int, list[float]] = {1: [], 2: []}
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            step()  # warm-up of this pool size
+        for _ in range(repeats):
+            for n in (1, 2):
+                torch.set_num_threads(n)
+                times[n].append(_time(step, device))
+        return times
+
+    try:
+        quiet = measure()
+        spinner = subprocess.Popen([sys.executable, "-c", _SPIN, str(cores[-1])])
+        try:
+            time.sleep(0.2)  # the co-runner is spinning
+            busy = measure()
+        finally:
+            spinner.kill()
+            spinner.wait()
+    finally:
+        torch.set_num_threads(before)
+    lines = [f"contention: {shape}, EXODUS forward+backward, {repeats} interleaved rounds, co-runner pinned to core "
+             f"{cores[-1]} of {len(cores)}",
+             f"{'':>22} {'1 thread ms':>12} {'2 threads ms':>13} {'2 / 1 (median)':>15} {'2 / 1 (max)':>12}"]
+    for name, t in (("quiet", quiet), ("busy co-runner", busy)):
+        m1, m2 = statistics.median(t[1]), statistics.median(t[2])
+        lines.append(f"{name:>22} {m1 * 1e3:12.2f} {m2 * 1e3:13.2f} {m2 / m1:15.2f} {max(t[2]) / max(t[1]):12.2f}")
+    lines.append(f"{'':>22} target: 2 / 1 <= 1 with the busy co-runner")
     return "\n".join(lines)
 
 
@@ -146,7 +238,11 @@ def bench_lif(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--repeats", type=int, default=7, help="timed repeats of exodus and slayer (median)")
     p.add_argument("--bptt-repeats", type=int, default=3, help="timed repeats of bptt (it is slow)")
     p.add_argument("--shape", action="append", default=None, metavar="B,T,N",
-                   help="shape to run (repeatable); default: 32,500,256 and 16,500,4096")
+                   help="shape to run (repeatable); default: " + ", ".join(",".join(map(str, s)) for s in SHAPES))
+    p.add_argument("--no-peer", action="store_true", help=f"leave out the {PEER} row even when it is installed")
+    p.add_argument("--contention", action="store_true",
+                   help="instead: 1 vs 2 threads with a busy co-runner on one core (CPU; the first --shape, "
+                        "default 32,500,256)")
     args = p.parse_args(argv)
     if args.repeats < 1 or args.bptt_repeats < 1:
         p.error("--repeats and --bptt-repeats must be >= 1")
@@ -159,7 +255,12 @@ def bench_lif(argv: Optional[list[str]] = None) -> int:
         if any(len(s) != 3 or min(s) < 1 for s in shapes):
             p.error(f"--shape must be three positive integers B,T,N, got {args.shape}")
     device = torch.device(args.device)
+    if args.contention:
+        if device.type != "cpu":
+            p.error("--contention measures CPU threads: use --device cpu")
+        print(contention(tuple(shapes[0]) if args.shape else SHAPES[0], max(args.repeats, 3)))
+        return 0
     bandwidth = copy_bandwidth(device)
-    rows = run(shapes, device, args.repeats, min(args.bptt_repeats, args.repeats))
+    rows = run(shapes, device, args.repeats, min(args.bptt_repeats, args.repeats), peer=not args.no_peer)
     print(report(rows, bandwidth, device))
     return 0
