@@ -31,7 +31,7 @@ def test_one_openmp_runtime_is_mapped_and_it_is_torchs():
         import exodus_lightning
         from exodus_lightning.functional import lif
         x = torch.rand(4, 30, 300, requires_grad=True)
-        lif(x, 5.0).sum().backward()
+        lif(x, exodus_lightning.LIFParameters(tau_mem=5.0)).sum().backward()
         after = _openmp.mapped_runtimes()
         print(repr(before)); print(repr(after))
     """)

@@ -196,7 +196,7 @@ def contention(shape: tuple[int, int, int], repeats: int, tau_mem: float = 20.0)
     before = torch.get_num_threads()
 
     def step() -> None:
-        torch.autograd.grad(lif(x, tau_mem), x, grad)
+        torch.autograd.grad(lif(x, LIFParameters(tau_mem=tau_mem)), x, grad)
 
     def measure() -> dict[int, list[float]]:
         times: dict[int, list[float]] = {1: [], 2: []}
