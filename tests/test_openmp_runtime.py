@@ -103,3 +103,43 @@ def test_freed_tensors_are_reused_without_page_faults_and_the_opt_out_restores_g
     default = _run(_FAULTS, {"EXODUS_MALLOC_TUNING": "0"}).strip().splitlines()
     assert default[0].startswith("glibc defaults"), default
     assert int(default[1]) > pages * 9 // 10, default  # every block faulted in again
+
+
+def test_team_sizing_under_a_busy_core_never_changes_a_bit():
+    """The scans' team shrinks while a core is busy and grows back on probes (native
+    exodus/thread_team.h); whichever team computes a block, its bits are the same: forward and
+    backward with 2 threads next to a spinning co-runner equal the 1-thread results, call after call."""
+    import os
+
+    from exodus_lightning import LIFParameters
+    from exodus_lightning.functional import leaky_integrator, lif
+
+    if not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2:
+        import pytest
+
+        pytest.skip("needs two cores to pin a co-runner to one of them")
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(8, 200, 700, generator=g)
+    grad = torch.randn(8, 200, 700, generator=g)
+    p = LIFParameters(tau_mem=torch.linspace(3.0, 40.0, 700), threshold=0.8, surrogate=None)
+
+    def step():
+        xx = x.clone().requires_grad_()
+        s = lif(xx, p)
+        y = leaky_integrator(s, 10.0)
+        (gx,) = torch.autograd.grad((y * grad).sum(), xx)
+        return s, y, gx
+
+    threads = torch.get_num_threads()
+    core = sorted(os.sched_getaffinity(0))[-1]
+    spinner = subprocess.Popen([sys.executable, "-c", f"import os\nos.sched_setaffinity(0, {{{core}}})\nwhile True: pass"])
+    try:
+        torch.set_num_threads(1)
+        reference = step()
+        torch.set_num_threads(2)
+        for _ in range(40):  # more than the probe period: shrunk and full teams both run
+            for a, b in zip(step(), reference):
+                assert torch.equal(a, b)
+    finally:
+        spinner.kill()
+        torch.set_num_threads(threads)
