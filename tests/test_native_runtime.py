@@ -223,3 +223,49 @@ def test_an_output_that_is_not_contiguous_is_refused():
     with pytest.raises(RuntimeError, match=r"internal error: output out of shape \(2, 7, 5\) .* is not contiguous"):
         _native.cpu().call("leaky_forward", B=B, T=T, N=N, dtype=1, device=0, stream=None, x=x, alpha=alpha,
                            alpha_per_neuron=0, v0=None, norm_input=0, out=out)
+
+
+_CORE_CASES = [
+    dict(),  # the plain neuron: single spike, subtractive reset, EXODUS backward
+    dict(spike="multi", reset="zero", tau_syn=3.0, min_v_mem=-0.4, norm_input=True),
+    dict(spike=3, surrogate_name="boxcar"),
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("case", range(len(_CORE_CASES)))
+@pytest.mark.parametrize("backend", ["exodus", "slayer"])
+def test_every_copy_of_the_core_kernels_gives_the_same_bits(dtype, case, backend):
+    """The baseline, AVX2 and AVX-512 copies of the LIF and leaky kernels (native/src/cpu/) do the
+    same arithmetic: spikes, membrane, final state and every gradient are equal bit for bit."""
+    from exodus_lightning import LIFParameters
+    from exodus_lightning.functional import leaky_integrator, lif_with_membrane
+    from exodus_lightning.surrogate import Boxcar
+
+    lib = _native.cpu()
+    kw = dict(_CORE_CASES[case])
+    if kw.pop("surrogate_name", None) == "boxcar":
+        kw["surrogate"] = Boxcar()
+    g = torch.Generator().manual_seed(case)
+    x = (torch.rand(3, 37, 300, generator=g, dtype=torch.float64) * 1.6).to(dtype)  # 300: a block and a tail
+    tau = torch.linspace(2.0, 30.0, 300, dtype=dtype)
+    up = [torch.randn(3, 37, 300, generator=g, dtype=torch.float64).to(dtype) for _ in range(3)]
+
+    def run():
+        xx, tt = x.clone().requires_grad_(), tau.clone().requires_grad_()
+        s, v, state = lif_with_membrane(xx, LIFParameters(tau_mem=tt, **kw), backend=backend)
+        y = leaky_integrator(s * 0.5 + xx, tt * 0.5, norm_input=True)
+        loss = (s * up[0]).sum() + (v * up[1]).sum() + (y * up[2]).sum() + state.v.sum()
+        return (s, v, state.v, y) + torch.autograd.grad(loss, (xx, tt))
+
+    before = lib.isa()
+    try:
+        lib.set_isa("baseline")
+        reference = run()
+        assert 0 < reference[0].sum() < reference[0].numel()
+        for isa in lib.available_isas():
+            lib.set_isa(isa)
+            for name, a, b in zip(("spikes", "v", "v_final", "leaky", "dx", "dtau"), run(), reference):
+                assert torch.equal(a, b), f"{isa}: {name} differs from the baseline copy"
+    finally:
+        lib.set_isa(before)

@@ -1,5 +1,6 @@
 // extern "C" entry points of the core (LIF, leaky) in the CPU library: argument checks and the
-// choice of the kernels' copy selected by cpu/isa.cpp (cpu/cpu_baseline.cpp, cpu/cpu_avx2.cpp).
+// choice of the kernels' copy selected by cpu/isa.cpp (cpu/cpu_baseline.cpp, cpu/cpu_avx2.cpp,
+// cpu/cpu_avx512.cpp).
 #include <cstdio>
 #include <exception>
 #include <string>
@@ -25,17 +26,37 @@ int32_t leaky_forward_entry(const exodus_leaky_forward_args&);
 int32_t leaky_backward_entry(const exodus_leaky_backward_args&);
 }  // namespace avx2
 #endif
+#if defined(EXODUS_HAVE_AVX512)
+namespace avx512 {
+int32_t lif_forward_entry(const exodus_lif_forward_args&);
+int32_t lif_backward_entry(const exodus_lif_backward_args&);
+int32_t leaky_forward_entry(const exodus_leaky_forward_args&);
+int32_t leaky_backward_entry(const exodus_leaky_backward_args&);
+}  // namespace avx512
+#endif
 
 namespace {
 
-// The core has baseline and AVX2 copies: the AVX2 one serves an AVX-512 selection too.
-bool use_avx2() {
-#if defined(EXODUS_HAVE_AVX2)
-    return current_isa() >= EXODUS_ISA_AVX2;
+#if defined(EXODUS_HAVE_AVX512)
+#define EXODUS_CORE_CASE_AVX512(entry, a) \
+    case EXODUS_ISA_AVX512: return avx512::entry(a);
 #else
-    return false;
+#define EXODUS_CORE_CASE_AVX512(entry, a)
 #endif
-}
+#if defined(EXODUS_HAVE_AVX2)
+#define EXODUS_CORE_CASE_AVX2(entry, a) \
+    case EXODUS_ISA_AVX2: return avx2::entry(a);
+#else
+#define EXODUS_CORE_CASE_AVX2(entry, a)
+#endif
+// The kernels' copy cpu/isa.cpp selected.  The copies do the same arithmetic (no FMA), so they give
+// the same bits.
+#define EXODUS_CORE_RUN(entry, a)              \
+    switch (current_isa()) {                   \
+        EXODUS_CORE_CASE_AVX512(entry, a)      \
+        EXODUS_CORE_CASE_AVX2(entry, a)        \
+        default: return baseline::entry(a);    \
+    }
 
 template <typename Args>
 int32_t check_sizes(const Args& a, const char* fn) {
@@ -88,12 +109,7 @@ EXODUS_API int32_t exodus_lif_forward(const exodus_lif_forward_args* a) {
     if (!a->spikes) return null_arg(fn, "spikes");
     if (!a->v) return null_arg(fn, "v");
     if (!a->v_final) return null_arg(fn, "v_final");
-    return guarded(fn, [&] {
-#if defined(EXODUS_HAVE_AVX2)
-        if (use_avx2()) return avx2::lif_forward_entry(*a);
-#endif
-        return baseline::lif_forward_entry(*a);
-    });
+    return guarded(fn, [&]() -> int32_t { EXODUS_CORE_RUN(lif_forward_entry, *a) });
 }
 
 EXODUS_API int32_t exodus_lif_backward(const exodus_lif_backward_args* a) {
@@ -109,12 +125,7 @@ EXODUS_API int32_t exodus_lif_backward(const exodus_lif_backward_args* a) {
         return fail(EXODUS_ERR_ARGUMENT, std::string(fn) + ": unknown surrogate id " +
                                              std::to_string(a->surrogate_id));
     if (a->grad_alpha && a->norm_input && !a->i_trace) return null_arg(fn, "i_trace");
-    return guarded(fn, [&] {
-#if defined(EXODUS_HAVE_AVX2)
-        if (use_avx2()) return avx2::lif_backward_entry(*a);
-#endif
-        return baseline::lif_backward_entry(*a);
-    });
+    return guarded(fn, [&]() -> int32_t { EXODUS_CORE_RUN(lif_backward_entry, *a) });
 }
 
 EXODUS_API int32_t exodus_leaky_forward(const exodus_leaky_forward_args* a) {
@@ -124,12 +135,7 @@ EXODUS_API int32_t exodus_leaky_forward(const exodus_leaky_forward_args* a) {
     if (!a->x) return null_arg(fn, "x");
     if (!a->alpha) return null_arg(fn, "alpha");
     if (!a->out) return null_arg(fn, "out");
-    return guarded(fn, [&] {
-#if defined(EXODUS_HAVE_AVX2)
-        if (use_avx2()) return avx2::leaky_forward_entry(*a);
-#endif
-        return baseline::leaky_forward_entry(*a);
-    });
+    return guarded(fn, [&]() -> int32_t { EXODUS_CORE_RUN(leaky_forward_entry, *a) });
 }
 
 EXODUS_API int32_t exodus_leaky_backward(const exodus_leaky_backward_args* a) {
@@ -141,12 +147,7 @@ EXODUS_API int32_t exodus_leaky_backward(const exodus_leaky_backward_args* a) {
     if (!a->grad_x) return null_arg(fn, "grad_x");
     if (a->grad_alpha && !a->out) return null_arg(fn, "out");
     if (a->grad_alpha && a->norm_input && !a->x) return null_arg(fn, "x");
-    return guarded(fn, [&] {
-#if defined(EXODUS_HAVE_AVX2)
-        if (use_avx2()) return avx2::leaky_backward_entry(*a);
-#endif
-        return baseline::leaky_backward_entry(*a);
-    });
+    return guarded(fn, [&]() -> int32_t { EXODUS_CORE_RUN(leaky_backward_entry, *a) });
 }
 
 }  // extern "C"
