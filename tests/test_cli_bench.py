@@ -82,3 +82,32 @@ def test_paired_speedup_is_the_median_of_same_round_ratios():
     assert paired_speedup([100.0, 300.0, 110.0], [10.0, 30.0, 11.0]) == pytest.approx(10.0)
     with pytest.raises(ValueError, match="equal length"):
         paired_speedup([1.0], [1.0, 2.0])
+
+
+def test_step_profile_puts_each_op_in_its_category():
+    """The breakdown's categories (bench layer --breakdown, bench step) attribute a step made only of
+    matrix products to the GEMMs and one made only of LIF scans to the LIF rows."""
+    from exodus_lightning.bench.breakdown import profile_steps
+
+    a = torch.rand(256, 256)
+    gemm = profile_steps(lambda: torch.mm(a, a), 5)
+    assert float(re.search(r"GEMMs.*?([\d.]+)%", gemm[0]).group(1)) > 80, gemm
+    x = torch.rand(4, 200, 300, requires_grad=True)
+    scan = profile_steps(lambda: lif(x, LIFParameters(tau_mem=10.0)).sum().backward(), 3)
+    shares = {line.split("(")[0].strip(): float(re.search(r"([\d.]+)%", line).group(1)) for line in scan[:-1]}
+    assert shares["LIF forward"] > 0 and shares["LIF backward"] > 0 and shares["GEMMs"] == 0
+    assert sum(shares.values()) == pytest.approx(100, abs=0.5)
+    assert re.match(r"  page faults per step: \d+", scan[-1])
+
+
+@pytest.mark.slow
+def test_bench_step_breaks_down_the_quickstart_step(capsys):
+    from pathlib import Path
+
+    config = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"
+    assert main(["bench", "step", "--config", str(config), "--steps", "3", "--warmup", "1"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"training step of quickstart.yaml: [\d.]+ ms per step .* batch 64: [\d,]+ samples/s", out), out
+    for row in ("GEMMs", "LIF forward", "LIF backward", "leaky readout", "allocation", "optimiser kernels", "other ops"):
+        assert re.search(rf"  {row}.*\s[\d.]+ ms\s+[\d.]+%", out), (row, out)
+    assert float(re.search(r"LIF backward \(exodus::lif_backward\)\s+([\d.]+) ms", out).group(1)) > 0

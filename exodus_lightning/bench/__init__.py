@@ -6,7 +6,8 @@ caches; ``bench epoch`` — a training epoch of the SHD network split into data 
 ``bench ottt`` — memory of online
 training vs BPTT/EXODUS over T; ``bench sparse`` — active-set vs dense backward; ``bench event`` —
 event-driven backward vs BPTT across firing rates; ``bench cli`` — how long the command line takes
-to answer (``fit --help`` rendered and cached).
+to answer (``fit --help`` rendered and cached); ``bench step`` — where a training step of a shipped
+config (the quickstart) goes: GEMMs, the LIF and leaky scans, allocation, the optimiser.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "sparse": ("exodus_lightning.bench.sparse", "bench_sparse"),
     "event": ("exodus_lightning.bench.event", "bench_event"),
     "cli": ("exodus_lightning.bench.cli", "bench_cli"),
+    "step": ("exodus_lightning.bench.step", "bench_step"),
 }
 
 

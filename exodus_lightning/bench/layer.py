@@ -484,51 +484,26 @@ def scaling_figure(scaling: list[dict], title: str):
     return fig
 
 
-_CATEGORIES = (  # (category, self-time of the profiler's ops whose name starts with one of these)
-    ("GEMMs (Linear forward and backward)", ("aten::addmm", "aten::mm", "aten::bmm")),
-    ("LIF forward (exodus::lif_forward)", ("exodus::lif_forward",)),
-    ("LIF backward (exodus::lif_backward)", ("exodus::lif_backward",)),
-    ("allocation (aten::empty*, zeros)", ("aten::empty", "aten::zero_", "aten::zeros", "aten::fill_")),
-)
-
-
 def breakdown(case: Case, repeats: int) -> str:
-    """Where the time of our exodus row goes in one forward+backward of ``case``: self CPU time of the
-    profiler's ops by category (the rest is autograd, Python and the loss), per step, and the page faults
-    and system time per step (freshly mapped memory; see exodus_lightning._allocator)."""
-    import resource
-
-    from torch.profiler import ProfilerActivity, profile
+    """Where the time of our exodus row goes in one forward+backward of ``case``
+    (:func:`exodus_lightning.bench.breakdown.profile_steps`)."""
+    from exodus_lightning.bench.breakdown import profile_steps
 
     impl = make_impl("exodus", case.n, case.device)
     for _ in range(2):
         time_once(impl, case)
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if case.device.type == "cuda" else [])
-    r0 = resource.getrusage(resource.RUSAGE_SELF)
-    t0 = time.perf_counter()
-    with profile(activities=activities) as prof:
-        fwd = bwd = 0.0
-        for _ in range(repeats):
-            f, b, _ = time_once(impl, case)
-            fwd, bwd = fwd + f, bwd + b
-    wall = (time.perf_counter() - t0) / repeats
-    r1 = resource.getrusage(resource.RUSAGE_SELF)
-    self_us: dict[str, float] = {}
-    for ev in prof.key_averages():
-        self_us[ev.key] = self_us.get(ev.key, 0.0) + ev.self_cpu_time_total
-    lines = [f"breakdown of the exodus row, {case.variant} variant, n {case.n}, T {case.T}, batch {case.batch}, "
-             f"{repeats} steps (profiled): forward {fwd / repeats * 1e3:.2f} ms, backward {bwd / repeats * 1e3:.2f} ms "
-             f"per step"]
-    total = sum(self_us.values())
-    rest = total
-    for name, prefixes in _CATEGORIES:
-        us = sum(v for k, v in self_us.items() if k.startswith(prefixes))
-        rest -= us
-        lines.append(f"  {name:<40} {us / repeats / 1e3:9.2f} ms  {us / max(total, 1e-9):6.1%}")
-    lines.append(f"  {'other ops (autograd, loss, copies)':<40} {rest / repeats / 1e3:9.2f} ms  {rest / max(total, 1e-9):6.1%}")
-    lines.append(f"  page faults per step: {(r1.ru_minflt - r0.ru_minflt) / repeats:.0f}, system time per step "
-                 f"{(r1.ru_stime - r0.ru_stime) / repeats * 1e3:.2f} ms (of {wall * 1e3:.2f} ms wall, profiler on)")
-    return "\n".join(lines)
+    fwd = bwd = 0.0
+
+    def step() -> None:
+        nonlocal fwd, bwd
+        f, b, _ = time_once(impl, case)
+        fwd, bwd = fwd + f, bwd + b
+
+    lines = profile_steps(step, repeats)
+    head = (f"breakdown of the exodus row, {case.variant} variant, n {case.n}, T {case.T}, batch {case.batch}, "
+            f"{repeats} steps (profiled): forward {fwd / repeats * 1e3:.2f} ms, backward {bwd / repeats * 1e3:.2f} ms "
+            f"per step")
+    return "\n".join([head] + lines)
 
 
 def _ints(p: argparse.ArgumentParser, s: Optional[str], flag: str) -> Optional[list[int]]:
