@@ -278,7 +278,8 @@ def cuda_tests(step: Step, out: Path, budget: Budget, reserve: float, pytest_arg
         step.reason = f"pytest exit {rc}; failed checks: " + ", ".join(c["check"] for c in checks if c["status"] == "failed")
     elif all(c["status"] == "skipped" or c["check"] == OTHER_CHECK[0] for c in checks) and not step.data["counts"]["passed"]:
         step.status = "skipped"
-        step.reason = "every CUDA test skipped: " + "; ".join(sorted({c["reason"] for c in checks if c["reason"]}))
+        step.reason = "every CUDA test skipped: " + "; ".join(
+            sorted({_skip_reason(c["message"]) for c in cases if c["outcome"] == "skipped"}))
     else:
         step.status = "passed"
 
@@ -418,7 +419,7 @@ def render(report: dict) -> str:
         lines += [f"`exodus-lightning {d['command']}`", "",
                   f"{d['accelerator']}: {d['samples_per_s_median']:.0f} samples/s (median of {d['throughput_points']} "
                   f"logged windows of 20 steps; last {d['samples_per_s_last']:.0f}), {d['last_logged_step']} steps, "
-                  f"validation accuracy {d['val_accuracy_last'] if d['val_accuracy_last'] is not None else '–'}, "
+                  f"validation accuracy {'–' if d['val_accuracy_last'] is None else format(d['val_accuracy_last'], '.3f')}, "
                   f"{d['wall_s']:.0f} s wall" + ("" if fit["status"] != "skipped" else f" — CPU smoke run only; {fit['reason']}"), ""]
     else:
         lines += [f"{fit['status']}: {fit['reason']}", ""]
