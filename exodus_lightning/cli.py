@@ -6,6 +6,7 @@
     exodus-lightning fit -c configs/quickstart.yaml              train (LightningCLI: fit, validate,
                                                                 test, predict, --print_config)
     exodus-lightning slurm --config C --nodes 2 --gpus-per-node 4 [--submit]   sbatch script for a cluster
+    exodus-lightning gpu-acceptance --out DIR                   the CUDA path checked and timed on a GPU
 
 Each sub-command lives in its own module and is imported only when it runs, so ``--help`` and the
 light commands never load the native libraries or Lightning; the help of the training commands is
@@ -30,6 +31,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "info": ("exodus_lightning.info", "info_main", "versions, native libraries and CUDA set-up (for bug reports)"),
     "slurm": ("exodus_lightning.slurm", "slurm_main",
               "write (and --submit) an sbatch script whose directives match the Trainer"),
+    "gpu-acceptance": ("exodus_lightning.gpu_acceptance", "gpu_acceptance_main",
+                       "CUDA tests, quickstart and layer benchmark on a GPU, with a report "
+                       "(scripts/gpu_acceptance.sh builds first)"),
 }
 # LightningCLI sub-commands get the whole argument list (it parses the sub-command itself).
 _PASS_COMMAND = {"fit", "validate", "test", "predict"}

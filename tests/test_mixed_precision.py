@@ -19,6 +19,7 @@ from exodus_lightning.neuron_parameters import LIFParameters
 ROOT = Path(__file__).resolve().parents[1]
 HALF = [torch.bfloat16, torch.float16]
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none present)")
+# `@CUDA` tests also carry the cuda marker: `pytest -m cuda` (scripts/gpu_acceptance.sh) selects them
 
 
 def _lif(backend):
@@ -135,6 +136,7 @@ def test_quickstart_with_bf16_mixed_on_the_cpu_learns(tmp_path):
 
 
 @CUDA
+@pytest.mark.cuda
 @pytest.mark.parametrize("dtype", HALF, ids=str)
 def test_cuda_lif_reads_half_inputs_with_float32_state(dtype):
     """Under CUDA autocast the LIF kernel gets the half input itself; its float32 state makes it
@@ -150,6 +152,7 @@ def test_cuda_lif_reads_half_inputs_with_float32_state(dtype):
 
 
 @CUDA
+@pytest.mark.cuda
 @pytest.mark.parametrize("precision", ["bf16-mixed", "16-mixed"])
 @pytest.mark.parametrize("build", [_classifier, _sparse, _event, _online], ids=["exodus", "sparse", "event", "ottt"])
 def test_trainer_with_mixed_precision_trains_every_model_on_cuda(build, precision):

@@ -137,6 +137,7 @@ def test_configs_see_the_forwarded_arguments():
     assert layer.detach is False
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (no device on this machine)")
 def test_no_host_synchronisation_for_validation_on_cuda():
     layer = LIF(tau_mem=torch.tensor([5.0, 7.0, 9.0]), threshold=torch.tensor([1.0, 0.8, 1.2])).cuda()

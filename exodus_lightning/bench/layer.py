@@ -16,8 +16,8 @@ during one forward+backward (sampled every ~1 ms, approximate).
 
 Rows: our ``exodus`` / ``slayer`` / ``bptt`` backends and, when installed, snntorch (``Leaky``,
 Python loop), norse (``LIFBoxCell``, Python loop), sinabs (``layers.LIF``, Python loop),
-sinabs-exodus (CUDA only) and spikingjelly (``LIFNode``, multi-step, torch backend on CPU;
-cupy/triton when on CUDA and available).  A missing package gives a row with the reason.
+sinabs-exodus (CUDA only) and spikingjelly (``LIFNode``, multi-step) with each of its backends:
+``spikingjelly`` (torch), ``spikingjelly-cupy`` and ``spikingjelly-triton`` (CUDA only).  A missing package gives a row with the reason.
 """
 
 from __future__ import annotations
@@ -43,7 +43,9 @@ from exodus_lightning.neuron_parameters import LIFParameters
 TAU = 10.0
 THRESHOLD = 1.0
 OURS = ("exodus", "slayer", "bptt")
-PEERS = ("snntorch", "norse", "sinabs", "sinabs-exodus", "spikingjelly")
+# spikingjelly's LIFNode once per backend: row name -> backend (cupy and triton on CUDA only)
+SPIKINGJELLY = {"spikingjelly": "torch", "spikingjelly-cupy": "cupy", "spikingjelly-triton": "triton"}
+PEERS = ("snntorch", "norse", "sinabs", "sinabs-exodus", *SPIKINGJELLY)
 ROWS = OURS + PEERS
 GPU_SIZES = (4096, 8192, 16384)
 CPU_SIZES = (1024, 2048, 4096)
@@ -83,6 +85,32 @@ def _missing(pkg: str) -> Optional[str]:
     if importlib.util.find_spec(pkg) is None:
         return f"{pkg} not installed (pip install {pkg}, keeping torch pinned)"
     return None
+
+
+def _spikingjelly_backend(node: nn.Module, backend: str) -> Callable[[], None]:
+    """What makes ``node`` run on ``backend`` at the next call.  spikingjelly <= 0.0.0.0.14 chooses per
+    node (``node.backend``, torch or cupy); 2.x chooses per process among its CUDA implementations (cuda,
+    triton, torch; ``SJ_LIF_CUDA_IMPLEMENTATION``, read once), so the row sets that choice before each
+    call (rows run one after the other, each forward with its backward).  Raises when the backend is
+    not there (the row is skipped with the reason)."""
+    if hasattr(node, "supported_backends"):
+        if backend not in node.supported_backends:
+            raise RuntimeError(f"spikingjelly {_version('spikingjelly')} LIFNode has no {backend} backend "
+                               f"(it has {', '.join(node.supported_backends)})")
+        node.backend = backend
+        return lambda: None
+    from spikingjelly._ops.lif import _selection
+
+    if backend not in ("torch", "triton", "cuda"):
+        raise RuntimeError(f"spikingjelly {_version('spikingjelly')} has no {backend} backend "
+                           f"(its CUDA implementations: cuda, triton, torch)")
+
+    def select() -> None:
+        if _selection._requested != backend:
+            _selection._requested = backend
+            _selection._selections.clear()
+
+    return select
 
 
 def make_impl(name: str, n: int, device: torch.device) -> Impl:
@@ -164,25 +192,20 @@ def _make_impl(name: str, n: int, device: torch.device) -> Impl:
 
         return Impl(name, "btn", f, note="sinabs.exodus.layers.LIF (CUDA)", version=_version("sinabs-exodus"),
                     modules=[layer])
-    if name == "spikingjelly":
+    if name in SPIKINGJELLY:
+        backend = SPIKINGJELLY[name]
         if (why := _missing("spikingjelly")):
             return Impl(name, skip=why)
+        if backend != "torch" and device.type != "cuda":
+            return Impl(name, skip=f"spikingjelly's {backend} backend runs on CUDA only")
         from spikingjelly.activation_based import functional as sjf
         from spikingjelly.activation_based import neuron as sjn
 
         node = sjn.LIFNode(tau=TAU, decay_input=False, v_threshold=THRESHOLD, v_reset=None, step_mode="m").to(device)
-        backend = "torch"
-        if device.type == "cuda":
-            for b in ("triton", "cupy"):
-                if b in getattr(node, "supported_backends", ()):
-                    try:
-                        node.backend = b
-                        backend = b
-                        break
-                    except Exception:  # noqa: BLE001 - backend not usable here
-                        continue
+        select = _spikingjelly_backend(node, backend)
 
         def f(x: torch.Tensor) -> torch.Tensor:
+            select()
             sjf.reset_net(node)
             return node(x)
 
