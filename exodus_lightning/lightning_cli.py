@@ -25,7 +25,7 @@ import sys
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, NoReturn, Optional
 
 from jsonargparse import DefaultHelpFormatter
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
@@ -37,6 +37,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 import exodus_lightning.callbacks  # noqa: F401  (short class names resolve in configs)
 from exodus_lightning.callbacks import SlurmAutoRequeue
+from exodus_lightning.data.binning import renamed_argument_hint
 from exodus_lightning.checkpoint_io import AtomicCheckpointIO, CheckpointNotFoundError, CheckpointSaveError, \
     CorruptCheckpointError, verify_checkpoint
 from exodus_lightning.experiment import experiment_name, experiments_with_checkpoints, new_run_id, \
@@ -158,6 +159,11 @@ class ExodusArgumentParser(LightningArgumentParser):
 
     def __init__(self, *args: Any, formatter_class: type = ExodusHelpFormatter, **kwargs: Any) -> None:
         super().__init__(*args, formatter_class=formatter_class, **kwargs)
+
+    def error(self, message: str, ex: Optional[Exception] = None) -> NoReturn:
+        """jsonargparse's error, with the new name of an earlier time-binning argument the config used
+        (``dt_ms`` -> ``time_window_ms``, :data:`~exodus_lightning.data.binning.RENAMED_ARGUMENTS`)."""
+        super().error(message + renamed_argument_hint(message), ex)
 
 
 def _wandb_logger_config(logger: Any) -> Optional[Any]:

@@ -47,7 +47,7 @@ def test_ddp_two_ranks_disjoint_cover(tmp_path):
     units = [np.array([3, 5], dtype=np.uint16) for _ in range(N)]
     write_shd(root, "train", times, units, [i % 20 for i in range(N)])
     write_shd(root, "test", times[:2], units[:2], [0, 1])
-    dm = SHDDataModule(root, dt_ms=10.0, batch_size=2, cache="disk", cache_dir=str(tmp_path / "cache"))
+    dm = SHDDataModule(root, time_window_ms=10.0, batch_size=2, cache="disk", cache_dir=str(tmp_path / "cache"))
     trainer = pl.Trainer(
         accelerator="cpu", devices=2, strategy="ddp_spawn", max_epochs=1, logger=False,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,

@@ -25,11 +25,11 @@ from exodus_lightning.data import (
 from exodus_lightning.data.fake_files import random_dvs_events, write_dvsgesture_sample, write_nmnist_sample
 
 
-def _frames(x, y, p, t_us, t0, dt_us, T, size, sensor=128, max_us=None):
-    """Independent reference: frame k holds events with floor((t - t0) / dt) == k, pixel floor(x*size/sensor)."""
+def _frames(x, y, p, t_us, t0, time_window_us, T, size, sensor=128, max_us=None):
+    """Independent reference: frame k holds events with floor((t - t0) / time_window_us) == k, pixel floor(x*size/sensor)."""
     x, y, p, t = (np.asarray(a, dtype=np.int64) for a in (x, y, p, t_us))
     keep = t >= t0 if max_us is None else (t >= t0) & (t < t0 + max_us)
-    k = np.floor((t[keep] - t0) / dt_us).astype(int)
+    k = np.floor((t[keep] - t0) / time_window_us).astype(int)
     out = np.zeros((T, 2, size, size), np.float32)
     np.add.at(out, (k, p[keep], y[keep] * size // sensor, x[keep] * size // sensor), 1)
     return out
@@ -167,7 +167,7 @@ def test_nmnist_errors(nmnist_root, tmp_path):
     (tmp_path / "n" / "NMNIST" / "Train").mkdir(parents=True)
     with pytest.raises(DataNotFoundError, match="train.zip.*mendeley"):
         NMNISTDataModule(str(tmp_path / "n")).prepare_data()
-    with pytest.raises(ValueError, match="time_window_ms or n_time_bins"):
+    with pytest.raises(ValueError, match="time_window_ms .* or n_time_bins"):
         NMNISTDataModule(root, time_window_ms=1.0, n_time_bins=3)
 
 

@@ -99,12 +99,12 @@ def _cifar(root, rng, monkeypatch):
 
 
 FORMATS = {
-    "shd": (_shd, lambda root, **kw: SHDDataModule(root, dt_ms=10.0, n_channels=100, batch_size=5, **kw),
+    "shd": (_shd, lambda root, **kw: SHDDataModule(root, time_window_ms=10.0, n_channels=100, batch_size=5, **kw),
             lambda root, split: _tonic.SHD(root, train=split == "train")),
-    "shd-bins": (_shd, lambda root, **kw: SHDDataModule(root, n_time_bins=37, n_channels=700, max_duration=1.0,
+    "shd-bins": (_shd, lambda root, **kw: SHDDataModule(root, n_time_bins=37, n_channels=700, max_duration_ms=1000.0,
                                                          batch_size=4, val_fraction=0.25, **kw),
                  lambda root, split: _tonic.SHD(root, train=split == "train")),
-    "ssc": (_ssc, lambda root, **kw: SSCDataModule(root, dt_ms=7.0, n_channels=128, batch_size=4, **kw),
+    "ssc": (_ssc, lambda root, **kw: SSCDataModule(root, time_window_ms=7.0, n_channels=128, batch_size=4, **kw),
             lambda root, split: _tonic.SSC(root, split=split)),
     "dvs32": (_dvs, lambda root, **kw: DVSGestureDataModule(root, time_window_ms=5.0, spatial_size=32, batch_size=6, **kw),
               lambda root, split: _tonic.DVSGesture(root, train=split == "train")),

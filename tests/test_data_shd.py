@@ -36,11 +36,11 @@ def _make_split(rng, n, n_classes, max_bins=30):
     return times, units, labels
 
 
-def _expected(times, units, dt_ms=DT_MS, n_ch=N_CH, max_dur_s=None):
+def _expected(times, units, time_window_ms=DT_MS, n_ch=N_CH, max_duration_ms=None):
     """Independent binning: bin = floor(t / dt), channel = floor(unit * n_ch / 700)."""
     t_us = np.asarray(times, dtype=np.float64) * 1e6
-    keep = np.ones(len(t_us), bool) if max_dur_s is None else t_us < max_dur_s * 1e6
-    b = np.floor(t_us[keep] / (dt_ms * 1000)).astype(int)
+    keep = np.ones(len(t_us), bool) if max_duration_ms is None else t_us < max_duration_ms * 1e3
+    b = np.floor(t_us[keep] / (time_window_ms * 1000)).astype(int)
     c = units[keep].astype(int) * n_ch // 700
     T = b.max() + 1
     out = np.zeros((T, n_ch), np.float32)
@@ -60,7 +60,7 @@ def shd_root(tmp_path):
 
 def test_shd_batch_matches_written_events(shd_root):
     root, train, test = shd_root
-    dm = SHDDataModule(root, dt_ms=DT_MS, n_channels=N_CH, max_duration=1.0, batch_size=5, cache="none")
+    dm = SHDDataModule(root, time_window_ms=DT_MS, n_channels=N_CH, max_duration_ms=1000.0, batch_size=5, cache="none")
     assert dm.num_classes == 20 and dm.input_shape == (N_CH,) and dm.n_time_steps == 200
     dm.prepare_data()
     dm.setup("test")
@@ -77,18 +77,18 @@ def test_shd_batch_matches_written_events(shd_root):
 
 def test_shd_max_duration_and_n_time_bins(shd_root):
     root, train, test = shd_root
-    dm = SHDDataModule(root, dt_ms=DT_MS, n_channels=N_CH, max_duration=0.05, batch_size=5, cache="none")
+    dm = SHDDataModule(root, time_window_ms=DT_MS, n_channels=N_CH, max_duration_ms=50.0, batch_size=5, cache="none")
     x, _, lengths = next(iter(dm.test_dataloader()))
     for b, (t, u) in enumerate(zip(test[0], test[1])):
-        e = _expected(t, u, max_dur_s=0.05)
+        e = _expected(t, u, max_duration_ms=50.0)
         assert lengths[b] == len(e) <= dm.n_time_steps == 10
         assert torch.equal(x[b, : len(e)], torch.from_numpy(e))
-    # n_time_bins: 10 equal bins over [0, max_duration) -> the same as dt = max_duration / 10
-    dm = SHDDataModule(root, n_time_bins=10, n_channels=N_CH, max_duration=0.1, batch_size=5, cache="none")
+    # n_time_bins: 10 equal bins over [0, max_duration_ms) -> the same as bins of max_duration_ms / 10
+    dm = SHDDataModule(root, n_time_bins=10, n_channels=N_CH, max_duration_ms=100.0, batch_size=5, cache="none")
     x, _, lengths = next(iter(dm.test_dataloader()))
     assert lengths.tolist() == [10] * 5 and dm.n_time_steps == 10
     for b, (t, u) in enumerate(zip(test[0], test[1])):
-        e = _expected(t, u, dt_ms=10.0, max_dur_s=0.1)
+        e = _expected(t, u, time_window_ms=10.0, max_duration_ms=100.0)
         full = np.zeros((10, N_CH), np.float32)
         full[: len(e)] = e
         assert torch.equal(x[b], torch.from_numpy(full))
@@ -132,18 +132,18 @@ def test_disk_cache_is_built_once_and_a_parameter_change_makes_a_new_one(shd_roo
     root, *_ = shd_root
     cache_dir = str(tmp_path / "cache")
     calls = _count_reads(monkeypatch)
-    dm = SHDDataModule(root, dt_ms=DT_MS, n_channels=N_CH, batch_size=4, cache="disk", cache_dir=cache_dir)
+    dm = SHDDataModule(root, time_window_ms=DT_MS, n_channels=N_CH, batch_size=4, cache="disk", cache_dir=cache_dir)
     dm.setup("fit")  # no prepare_data: setup builds the packed caches (12 train + 5 test samples)
     assert calls["read"] == 17 and len(_packed_files(cache_dir)) == 2
     first = [dm.dataset("train")[i][0] for i in range(12)]
     assert _epoch(dm) == 12 and _epoch(dm) == 12 and calls["read"] == 17  # epochs read the cache only
     # a fresh DataModule with the same parameters opens the same files (e.g. another rank)
-    dm2 = SHDDataModule(root, dt_ms=DT_MS, n_channels=N_CH, batch_size=4, cache="disk", cache_dir=cache_dir)
+    dm2 = SHDDataModule(root, time_window_ms=DT_MS, n_channels=N_CH, batch_size=4, cache="disk", cache_dir=cache_dir)
     dm2.setup("fit")
     assert all(torch.equal(first[i], dm2.dataset("train")[i][0]) for i in range(12))
     assert calls["read"] == 17
-    # changing dt_ms changes the cache key: rebuilt, never stale
-    dm3 = SHDDataModule(root, dt_ms=10.0, n_channels=N_CH, batch_size=4, cache="disk", cache_dir=cache_dir)
+    # changing time_window_ms changes the cache key: rebuilt, never stale
+    dm3 = SHDDataModule(root, time_window_ms=10.0, n_channels=N_CH, batch_size=4, cache="disk", cache_dir=cache_dir)
     dm3.setup("fit")
     assert _epoch(dm3) == 12 and calls["read"] == 34
     assert dm3.dataset("train")[0][0].shape[0] == math.ceil(first[0].shape[0] / 2)
@@ -153,17 +153,17 @@ def test_disk_cache_is_built_once_and_a_parameter_change_makes_a_new_one(shd_roo
 def test_prepare_data_builds_cache_with_workers(shd_root, monkeypatch, tmp_path):
     root, *_ = shd_root
     cache_dir = str(tmp_path / "cache")
-    dm = SHDDataModule(root, dt_ms=DT_MS, batch_size=4, cache="disk", cache_dir=cache_dir, num_workers=2)
+    dm = SHDDataModule(root, time_window_ms=DT_MS, batch_size=4, cache="disk", cache_dir=cache_dir, num_workers=2)
     dm.block_size = 3  # several blocks, so the workers share the build
     dm.prepare_data()
     assert [f.split("-")[1] for f in _packed_files(cache_dir)] == ["test", "train"]
     calls = _count_reads(monkeypatch)
-    fresh = SHDDataModule(root, dt_ms=DT_MS, batch_size=4, cache="disk", cache_dir=cache_dir)
+    fresh = SHDDataModule(root, time_window_ms=DT_MS, batch_size=4, cache="disk", cache_dir=cache_dir)
     fresh.prepare_data()  # built: nothing to do
     fresh.setup("fit")
     assert _epoch(fresh) == 12 and calls == {"read": 0}
     # the same samples as binned without workers and without a cache
-    plain = SHDDataModule(root, dt_ms=DT_MS, batch_size=4, cache="none")
+    plain = SHDDataModule(root, time_window_ms=DT_MS, batch_size=4, cache="none")
     for i in range(12):
         assert torch.equal(fresh.dataset("train")[i][0], plain.dataset("train")[i][0])
 
@@ -171,7 +171,7 @@ def test_prepare_data_builds_cache_with_workers(shd_root, monkeypatch, tmp_path)
 def test_damaged_cache_file_is_named_and_rebuilt(shd_root, tmp_path, caplog):
     root, *_ = shd_root
     cache_dir = str(tmp_path / "cache")
-    dm = SHDDataModule(root, dt_ms=DT_MS, batch_size=4, cache="disk", cache_dir=cache_dir)
+    dm = SHDDataModule(root, time_window_ms=DT_MS, batch_size=4, cache="disk", cache_dir=cache_dir)
     dm.prepare_data()
     want = [dm.dataset("train")[i][0] for i in range(12)]
     path = os.path.join(cache_dir, next(f for f in _packed_files(cache_dir) if f.startswith("SHD-train")))
@@ -179,7 +179,7 @@ def test_damaged_cache_file_is_named_and_rebuilt(shd_root, tmp_path, caplog):
         f.seek(-50, os.SEEK_END)
         f.write(b"\xff" * 20)
     with caplog.at_level("WARNING"):
-        again = SHDDataModule(root, dt_ms=DT_MS, batch_size=4, cache="disk", cache_dir=cache_dir)
+        again = SHDDataModule(root, time_window_ms=DT_MS, batch_size=4, cache="disk", cache_dir=cache_dir)
         again.setup("fit")
     assert f"{path} cannot be used and is rebuilt" in caplog.text and "checksum mismatch" in caplog.text
     assert all(torch.equal(want[i], again.dataset("train")[i][0]) for i in range(12))
@@ -201,7 +201,7 @@ def test_ssc_uses_its_valid_split(tmp_path):
     splits = {s: _make_split(rng, n, 35) for s, n in (("train", 6), ("valid", 4), ("test", 3))}
     for s, v in splits.items():
         write_ssc(str(tmp_path), s, *v)
-    dm = SSCDataModule(str(tmp_path), dt_ms=DT_MS, n_channels=N_CH, batch_size=8, cache="none")
+    dm = SSCDataModule(str(tmp_path), time_window_ms=DT_MS, n_channels=N_CH, batch_size=8, cache="none")
     assert dm.num_classes == 35
     dm.prepare_data()
     dm.setup("fit")
@@ -264,11 +264,11 @@ def test_truncated_and_empty_files_are_named(tmp_path):
         (dict(val_fraction=1.0), "val_fraction"),
         (dict(cache="ram"), "cache"),
         (dict(cache="device", num_workers=2), "cache='device' .* num_workers=0"),
-        (dict(dt_ms=0.0), "dt_ms"),
-        (dict(dt_ms=1.0, n_time_bins=10), "dt_ms or n_time_bins"),
+        (dict(time_window_ms=0.0), "time_window_ms"),
+        (dict(time_window_ms=1.0, n_time_bins=10), "time_window_ms .* or n_time_bins"),
         (dict(n_time_bins=0), "n_time_bins"),
         (dict(n_channels=701), "n_channels"),
-        (dict(max_duration=-1.0), "max_duration"),
+        (dict(max_duration_ms=-1.0), "max_duration_ms"),
         (dict(data_dir=""), "data_dir"),
     ],
 )
@@ -287,7 +287,7 @@ def test_hparams_and_cli_signature(tmp_path):
     p.add_class_arguments(SHDDataModule, "data")
     cfg = p.parse_args(["--data.data_dir", str(tmp_path), "--data.n_time_bins", "50", "--data.n_channels", "100"])
     init = getattr(p, "instantiate", None)(cfg) if hasattr(p, "instantiate") else p.instantiate_classes(cfg)
-    assert isinstance(init.data, SHDDataModule) and init.data.n_time_bins == 50 and init.data.dt_ms is None
+    assert isinstance(init.data, SHDDataModule) and init.data.n_time_bins == 50 and init.data.time_window_ms is None
 
 
 def test_download_true_uses_tonics_downloader(tmp_path, monkeypatch):

@@ -16,7 +16,7 @@ reset constant in the gradient        ``gradient="detached"``; ``"exact"``     E
                                       keeps it (EXODUS)
 ====================================  =======================================  ===========================
 
-``a = exp(-1 / tau_mem)``, ``tau_mem`` in time steps (the paper gives ms: ``tau_mem = tau_ms / dt_ms``,
+``a = exp(-1 / tau_mem)``, ``tau_mem`` in time steps (the paper gives ms: ``tau_mem = tau_ms / time_window_ms``,
 e.g. 10 ms at 2 ms bins is 5 steps; :mod:`exodus_lightning.time_constants`).  Truncated surrogate (suppl. E.5 eq. 20, :func:`truncated_surrogate`):
 ``g(V) = 1/(beta |V - V_th| + 1)^2`` when ``|V - V_th| < B_th`` else 0 (beta = 100, B_th = 0.2); its
 support is the active set ``A``.

@@ -53,15 +53,15 @@ def write_files(fmt: str, root: str, args: argparse.Namespace) -> None:
 
 
 def make_datamodule(fmt: str, root: str, cache: str, cache_dir: str, workers: int, batch_size: int):
-    """The DataModule of ``fmt`` with the EXODUS paper's Table 2 binning (SHD/SSC at ``dt_ms=10``,
+    """The DataModule of ``fmt`` with the EXODUS paper's Table 2 binning (SHD/SSC at ``time_window_ms=10``,
     700 channels; DVS Gesture at 5 ms up to T = 300)."""
     from exodus_lightning.data import DVSGestureDataModule, SHDDataModule, SSCDataModule
 
     common = dict(batch_size=batch_size, num_workers=workers, cache=cache, cache_dir=cache_dir, pin_memory=False)
     if fmt == "shd":
-        return SHDDataModule(root, dt_ms=10.0, **common)
+        return SHDDataModule(root, time_window_ms=10.0, **common)
     if fmt == "ssc":
-        return SSCDataModule(root, dt_ms=10.0, **common)
+        return SSCDataModule(root, time_window_ms=10.0, **common)
     size = 128 if fmt == "dvs128" else 32
     return DVSGestureDataModule(root, time_window_ms=5.0, max_duration_ms=1500.0, spatial_size=size, **common)
 

@@ -25,7 +25,7 @@ def tonic_frames(
     events: np.ndarray,
     sensor_size: tuple[int, int, int],
     target_size: tuple[int, int] | None = None,
-    dt_us: float | None = None,
+    time_window_us: float | None = None,
     n_time_bins: int | None = None,
     max_duration_us: float | None = None,
     start_at_first_event: bool = False,
@@ -60,7 +60,7 @@ def tonic_frames(
         span = max_duration_us if max_duration_us is not None else int(ev["t"].max()) - t0 + 1
         dt = float(span) / n
     else:
-        dt = float(dt_us)
+        dt = float(time_window_us)
         if len(ev) == 0:
             return np.zeros((1, *feature_shape), dtype=np.int16)
         n = int((int(ev["t"].max()) - t0) // dt) + 1

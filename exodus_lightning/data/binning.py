@@ -8,21 +8,60 @@ rounding of tonic's window edges.
 
 Example:
     >>> import numpy as np
-    >>> binner = EventBinner(sensor_size=(4, 1, 1), dt_us=1000.0)
+    >>> binner = EventBinner.from_ms(sensor_size=(4, 1, 1), time_window_ms=1.0)
+    >>> binner.time_window_us
+    1000.0
     >>> b = binner.bin(t=np.array([0, 500, 1500]), x=np.array([1, 1, 3]), p=np.ones(3, int))
     >>> b.cells.tolist(), b.counts.tolist(), b.n_steps    # cell = time bin * 4 + channel
     ([1, 7], [2, 1], 2)
+
+Argument names (every DataModule and dataset of :mod:`exodus_lightning.data`): ``time_window_ms``
+(the width of one time bin, which is one time step of the network), ``n_time_bins`` (a fixed
+number of bins instead, mutually exclusive with ``time_window_ms``) and ``max_duration_ms`` (the
+crop). They are in milliseconds; the binner works in the event timestamps' microseconds, and
+:meth:`EventBinner.from_ms` is the one place that validates the public arguments and converts them.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
 
-__all__ = ["BinnedEvents", "EventBinner"]
+__all__ = ["BinnedEvents", "EventBinner", "US_PER_MS", "default_time_window_ms", "RENAMED_ARGUMENTS", "renamed_argument_hint"]
+
+#: microseconds (the unit of tonic's event timestamps) per millisecond (the unit of the public arguments)
+US_PER_MS = 1000.0
+
+#: earlier spellings of the time-binning arguments, for the error a config that still uses one gets
+#: (they are not accepted: no alias is kept)
+RENAMED_ARGUMENTS: dict[str, str] = {
+    "dt_ms": "time_window_ms (bin width in ms)",
+    "max_duration": "max_duration_ms (in ms; max_duration was in seconds)",
+}
+
+
+def renamed_argument_hint(message: str) -> str:
+    """A line for each earlier argument name that ``message`` (a parser error) names, saying its new name;
+    ``""`` when it names none.
+
+    Example:
+        >>> renamed_argument_hint("Option 'dt_ms' is not accepted")
+        "\\n  'dt_ms' was renamed: use time_window_ms (bin width in ms)"
+    """
+    lines = [f"'{old}' was renamed: use {new}" for old, new in RENAMED_ARGUMENTS.items()
+             if re.search(rf"(?<!\w){re.escape(old)}(?!\w)", message)]
+    # a nested parser's error already carries the line when the outer parser reports it again
+    return "".join(f"\n  {line}" for line in lines if line not in message)
+
+
+def default_time_window_ms(time_window_ms: float | None, n_time_bins: int | None, default_ms: float) -> float | None:
+    """``time_window_ms``, or ``default_ms`` when neither ``time_window_ms`` nor ``n_time_bins`` is given
+    (the DataModules that offer both modes default to bins of a fixed width)."""
+    return default_ms if time_window_ms is None and n_time_bins is None else time_window_ms
 
 
 class BinnedEvents(NamedTuple):
@@ -50,13 +89,17 @@ class EventBinner:
     Steps, as tonic's transforms define them: optional ``Denoise(filter_time=denoise_us)`` ->
     ``CropTime`` to ``[t0, t0 + max_duration_us)`` -> ``Downsample`` of the pixel (or channel)
     coordinates to ``target_size`` (``x' = trunc(x * target / sensor)``) -> ``ToFrame`` with windows
-    ``[t0 + k dt, t0 + k dt + dt)`` computed in float64, as tonic does.
+    ``[t0 + k dt, t0 + k dt + dt)`` (``dt = time_window_us``, tonic's ``time_window``) computed in
+    float64, as tonic does.
+
+    The fields are in µs, the unit of the event timestamps; DataModules build it from their public
+    millisecond arguments with :meth:`from_ms`.
 
     ``t0`` is 0 (recording onset, e.g. SHD, N-MNIST) or the first event's time
     (``start_at_first_event``, for recordings cut from longer streams such as DVS Gesture).
 
-    * ``dt_us`` mode: the recording has ``T = floor((t_last - t0) / dt) + 1`` frames (variable
-      length, padded in the batch), at most ``ceil(max_duration / dt)``.
+    * ``time_window_us`` mode: the recording has ``T = floor((t_last - t0) / dt) + 1`` frames
+      (variable length, padded in the batch), at most ``ceil(max_duration_us / dt)``.
     * ``n_time_bins`` mode: ``K`` equal frames over ``[t0, t0 + D)`` with ``D = max_duration_us`` if
       given, else ``t_last - t0 + 1`` (per recording); always ``T = K``.
 
@@ -66,15 +109,67 @@ class EventBinner:
 
     sensor_size: tuple[int, int, int]
     target_size: tuple[int, int] | None = None
-    dt_us: float | None = None
+    time_window_us: float | None = None
     n_time_bins: int | None = None
     max_duration_us: float | None = None
     start_at_first_event: bool = False
     denoise_us: float | None = None
 
     def __post_init__(self) -> None:
-        if (self.dt_us is None) == (self.n_time_bins is None):
-            raise ValueError("EventBinner: give exactly one of dt_us and n_time_bins")
+        if (self.time_window_us is None) == (self.n_time_bins is None):
+            raise ValueError("EventBinner: give exactly one of time_window_us and n_time_bins")
+
+    @classmethod
+    def from_ms(
+        cls,
+        sensor_size: tuple[int, int, int],
+        target_size: tuple[int, int] | None = None,
+        *,
+        time_window_ms: float | None = None,
+        n_time_bins: int | None = None,
+        max_duration_ms: float | None = None,
+        start_at_first_event: bool = False,
+        denoise_ms: float | None = None,
+    ) -> EventBinner:
+        """The binner of the public (millisecond) arguments of the DataModules, validated, with every
+        time converted to µs here (``t_us = t_ms * US_PER_MS``) and nowhere else.
+
+        Args:
+            sensor_size: ``(W, H, P)`` of the sensor (``(C, 1, 1)`` for a row of channels).
+            target_size: ``(W, H)`` after tonic's ``Downsample`` (None: the sensor's).
+            time_window_ms: width of one time bin (one time step) in ms.
+            n_time_bins: a fixed number of equal bins instead (exactly one of the two).
+            max_duration_ms: events at or after ``t0 + max_duration_ms`` are dropped; None keeps all.
+            start_at_first_event: ``t0`` is the first event's time instead of 0.
+            denoise_ms: filter time of tonic's ``Denoise``; None: no denoising.
+
+        Raises:
+            ValueError: naming the argument: both or neither of ``time_window_ms`` and ``n_time_bins``,
+                or a time that is not > 0, or ``n_time_bins`` that is not a positive integer.
+        """
+        if (time_window_ms is None) == (n_time_bins is None):
+            raise ValueError(
+                "give exactly one of time_window_ms (bin width in ms) or n_time_bins (number of bins), "
+                f"got time_window_ms={time_window_ms!r}, n_time_bins={n_time_bins!r}"
+            )
+        if n_time_bins is not None and (isinstance(n_time_bins, bool) or not isinstance(n_time_bins, int) or n_time_bins <= 0):
+            raise ValueError(f"n_time_bins must be a positive integer, got {n_time_bins!r}")
+        for name, ms in (("time_window_ms", time_window_ms), ("max_duration_ms", max_duration_ms), ("denoise_ms", denoise_ms)):
+            if ms is not None and not (isinstance(ms, (int, float)) and not isinstance(ms, bool) and ms > 0 and math.isfinite(ms)):
+                raise ValueError(f"{name} must be a finite number > 0 (milliseconds) or None, got {ms!r}")
+
+        def us(ms: float | None) -> float | None:
+            return None if ms is None else float(ms) * US_PER_MS
+
+        return cls(
+            sensor_size=tuple(sensor_size),
+            target_size=None if target_size is None else tuple(target_size),
+            time_window_us=us(time_window_ms),
+            n_time_bins=n_time_bins,
+            max_duration_us=us(max_duration_ms),
+            start_at_first_event=bool(start_at_first_event),
+            denoise_us=us(denoise_ms),
+        )
 
     @property
     def out_sensor(self) -> tuple[int, int, int]:
@@ -102,7 +197,7 @@ class EventBinner:
             return int(self.n_time_bins)
         if self.max_duration_us is None:
             return None
-        return int(math.ceil(self.max_duration_us / self.dt_us))
+        return int(math.ceil(self.max_duration_us / self.time_window_us))
 
     def params(self) -> dict[str, Any]:
         """All parameters (for cache keys)."""
@@ -130,7 +225,7 @@ class EventBinner:
             n = int(self.n_time_bins)
             span = self.max_duration_us if self.max_duration_us is not None else int(t.max()) - t0 + 1
             return n, float(span) / n
-        dt = float(self.dt_us)
+        dt = float(self.time_window_us)
         return int((int(t.max()) - t0) // dt) + 1, dt
 
     def bin(self, t: np.ndarray, x: np.ndarray, y: np.ndarray | None = None, p: np.ndarray | None = None) -> BinnedEvents:

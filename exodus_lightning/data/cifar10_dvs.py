@@ -63,10 +63,8 @@ class CIFAR10DVSDataModule(EventDataModule):
         pin_memory: bool | None = None,
     ) -> None:
         super().__init__(data_dir, batch_size, num_workers, val_fraction, cache, cache_dir, download, split_seed, pin_memory)
-        if not isinstance(n_time_bins, int) or n_time_bins <= 0:
-            raise ValueError(f"n_time_bins must be a positive integer, got {n_time_bins!r}")
-        if max_duration_ms is not None and not max_duration_ms > 0:
-            raise ValueError(f"max_duration_ms must be > 0 (or None), got {max_duration_ms!r}")
+        if n_time_bins is None:
+            raise ValueError("n_time_bins (number of frames) is required for CIFAR10-DVS, got None")
         if not isinstance(spatial_size, int) or not 1 <= spatial_size <= 128:
             raise ValueError(f"spatial_size must be an integer in 1..128, got {spatial_size!r}")
         if not 0.0 < float(test_fraction) < 1.0 or float(test_fraction) + self.val_fraction >= 1.0:
@@ -77,14 +75,15 @@ class CIFAR10DVSDataModule(EventDataModule):
         self.max_duration_ms = max_duration_ms
         self.spatial_size = spatial_size
         self.test_fraction = float(test_fraction)
+        self._binner()  # validates the binning arguments now
         self.save_hyperparameters()
 
     def _binner(self) -> EventBinner:
-        return EventBinner(
-            sensor_size=self.sensor_size,
-            target_size=(self.spatial_size, self.spatial_size),
+        return EventBinner.from_ms(
+            self.sensor_size,
+            (self.spatial_size, self.spatial_size),
             n_time_bins=self.n_time_bins,
-            max_duration_us=None if self.max_duration_ms is None else self.max_duration_ms * 1000.0,
+            max_duration_ms=self.max_duration_ms,
             start_at_first_event=True,
         )
 

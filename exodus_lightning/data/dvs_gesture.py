@@ -62,28 +62,25 @@ class DVSGestureDataModule(EventDataModule):
         pin_memory: bool | None = None,
     ) -> None:
         super().__init__(data_dir, batch_size, num_workers, val_fraction, cache, cache_dir, download, split_seed, pin_memory)
-        if not time_window_ms > 0:
-            raise ValueError(f"time_window_ms must be > 0, got {time_window_ms!r}")
-        if max_duration_ms is not None and not max_duration_ms > 0:
-            raise ValueError(f"max_duration_ms must be > 0 (or None), got {max_duration_ms!r}")
         if not isinstance(spatial_size, int) or not 1 <= spatial_size <= 128:
             raise ValueError(f"spatial_size must be an integer in 1..128, got {spatial_size!r}")
-        if denoise_ms is not None and not denoise_ms > 0:
-            raise ValueError(f"denoise_ms must be > 0 (or None), got {denoise_ms!r}")
-        self.time_window_ms = float(time_window_ms)
+        if time_window_ms is None:
+            raise ValueError("time_window_ms (frame length in ms) is required for DVS Gesture, got None")
+        self.time_window_ms = time_window_ms
         self.max_duration_ms = max_duration_ms
         self.spatial_size = spatial_size
         self.denoise_ms = denoise_ms
+        self._binner()  # validates the binning arguments now
         self.save_hyperparameters()
 
     def _binner(self) -> EventBinner:
-        return EventBinner(
-            sensor_size=self.sensor_size,
-            target_size=(self.spatial_size, self.spatial_size),
-            dt_us=self.time_window_ms * 1000.0,
-            max_duration_us=None if self.max_duration_ms is None else self.max_duration_ms * 1000.0,
+        return EventBinner.from_ms(
+            self.sensor_size,
+            (self.spatial_size, self.spatial_size),
+            time_window_ms=self.time_window_ms,
+            max_duration_ms=self.max_duration_ms,
             start_at_first_event=True,
-            denoise_us=None if self.denoise_ms is None else self.denoise_ms * 1000.0,
+            denoise_ms=self.denoise_ms,
         )
 
     def _required(self, split: str) -> list[RequiredPath]:

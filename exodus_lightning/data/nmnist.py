@@ -5,9 +5,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from .binning import EventBinner
+from .binning import EventBinner, default_time_window_ms
 from .event_datamodule import CacheMode, EventDataModule, RequiredPath
-from .shd import _resolve_time
 
 __all__ = ["NMNISTDataModule"]
 
@@ -62,27 +61,22 @@ class NMNISTDataModule(EventDataModule):
         pin_memory: bool | None = None,
     ) -> None:
         super().__init__(data_dir, batch_size, num_workers, val_fraction, cache, cache_dir, download, split_seed, pin_memory)
-        try:
-            self.time_window_ms, self.n_time_bins = _resolve_time(time_window_ms, n_time_bins, 1.0)
-        except ValueError as e:
-            raise ValueError(str(e).replace("dt_ms", "time_window_ms")) from None
-        if max_duration_ms is not None and not max_duration_ms > 0:
-            raise ValueError(f"max_duration_ms must be > 0 (or None), got {max_duration_ms!r}")
-        if denoise_ms is not None and not denoise_ms > 0:
-            raise ValueError(f"denoise_ms must be > 0 (or None), got {denoise_ms!r}")
+        self.time_window_ms = default_time_window_ms(time_window_ms, n_time_bins, 1.0)
+        self.n_time_bins = n_time_bins
         self.max_duration_ms = max_duration_ms
         self.first_saccade_only = bool(first_saccade_only)
         self.denoise_ms = denoise_ms
+        self._binner()  # validates the binning arguments now
         self.save_hyperparameters()
 
     def _binner(self) -> EventBinner:
-        return EventBinner(
-            sensor_size=self.sensor_size,
-            dt_us=None if self.time_window_ms is None else self.time_window_ms * 1000.0,
+        return EventBinner.from_ms(
+            self.sensor_size,
+            time_window_ms=self.time_window_ms,
             n_time_bins=self.n_time_bins,
-            max_duration_us=None if self.max_duration_ms is None else self.max_duration_ms * 1000.0,
+            max_duration_ms=self.max_duration_ms,
             start_at_first_event=False,
-            denoise_us=None if self.denoise_ms is None else self.denoise_ms * 1000.0,
+            denoise_ms=self.denoise_ms,
         )
 
     def _reader_params(self) -> dict[str, Any]:

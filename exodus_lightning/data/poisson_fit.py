@@ -4,6 +4,12 @@ A 250-channel Poisson input over 200 ms (1 ms steps) and one target spike train 
 random times, both fixed by ``seed``; a network (e.g. 25 hidden LIF -> 1 output LIF) is trained
 to emit the target train (MSE loss). The paper does not state the input rate; ``rate_hz``
 defaults to 20 Hz.
+
+The step length is called ``time_window_ms``, the name of the event DataModules' bin width: a
+generated step is the same thing as a bin, one time step of the network and the physical time that
+turns a time constant in ms into steps (``tau_ms / time_window_ms``, docs/architecture.md §3). The
+input is the Poisson process binned at that width with at most one spike per bin
+(``p = rate_hz * time_window_ms / 1000``).
 """
 
 from __future__ import annotations
@@ -24,17 +30,18 @@ def make_poisson_fit_task(
     n_time_steps: int = 200,
     n_target_spikes: int = 4,
     rate_hz: float = 20.0,
-    dt_ms: float = 1.0,
+    time_window_ms: float = 1.0,
     min_target_step: int = 10,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Return ``(inputs (T, n_inputs) float32 0/1, target (T, 1) float32 0/1, target_steps (n,) int64)``.
 
-    Input spikes are Bernoulli with ``p = rate_hz * dt_ms / 1000`` per step; the target spike steps
-    are distinct, uniformly drawn from ``[min_target_step, T)``, sorted.
+    Input spikes are Bernoulli with ``p = rate_hz * time_window_ms / 1000`` per step (``time_window_ms``:
+    the step length, see the module docstring); the target spike steps are distinct, uniformly drawn
+    from ``[min_target_step, T)``, sorted.
     """
-    p = rate_hz * dt_ms / 1000.0
+    p = rate_hz * time_window_ms / 1000.0
     if not 0.0 < p <= 1.0:
-        raise ValueError(f"rate_hz * dt_ms / 1000 must be in (0, 1], got {p!r}")
+        raise ValueError(f"rate_hz * time_window_ms / 1000 must be in (0, 1], got {p!r}")
     if not 0 < n_target_spikes <= n_time_steps - min_target_step:
         raise ValueError(f"n_target_spikes must be in 1..{n_time_steps - min_target_step}, got {n_target_spikes!r}")
     rng = np.random.default_rng([seed, 2022])
@@ -77,10 +84,11 @@ class PoissonSpikeFitDataModule(pl.LightningDataModule):
     Args:
         seed: seed of input and target.
         n_inputs: Poisson input channels (250 in the paper).
-        n_time_steps: steps of ``dt_ms`` (200 x 1 ms in the paper).
+        n_time_steps: steps of ``time_window_ms`` (200 x 1 ms in the paper).
         n_target_spikes: spikes of the target train (4 in the paper).
         rate_hz: input firing rate.
-        dt_ms: step length in ms.
+        time_window_ms: step length in ms (a generated step is a time bin: the name of the event
+            DataModules' bin width, see the module docstring).
         samples_per_epoch: samples per training epoch (copies of the pair).
         batch_size: samples per batch.
     """
@@ -92,7 +100,7 @@ class PoissonSpikeFitDataModule(pl.LightningDataModule):
         n_time_steps: int = 200,
         n_target_spikes: int = 4,
         rate_hz: float = 20.0,
-        dt_ms: float = 1.0,
+        time_window_ms: float = 1.0,
         samples_per_epoch: int = 1,
         batch_size: int = 1,
     ) -> None:
@@ -102,11 +110,11 @@ class PoissonSpikeFitDataModule(pl.LightningDataModule):
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
         if not rate_hz > 0:
             raise ValueError(f"rate_hz must be > 0, got {rate_hz!r}")
-        if not dt_ms > 0:
-            raise ValueError(f"dt_ms must be > 0, got {dt_ms!r}")
+        if not time_window_ms > 0:
+            raise ValueError(f"time_window_ms must be > 0, got {time_window_ms!r}")
         self.save_hyperparameters()
         self.inputs, self.target, self.target_steps = make_poisson_fit_task(
-            seed, n_inputs, n_time_steps, n_target_spikes, rate_hz, dt_ms
+            seed, n_inputs, n_time_steps, n_target_spikes, rate_hz, time_window_ms
         )
         self.input_shape = (n_inputs,)
         self.n_outputs = 1

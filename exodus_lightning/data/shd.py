@@ -5,24 +5,12 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from .binning import EventBinner
+from .binning import EventBinner, default_time_window_ms
 from .event_datamodule import CacheMode, EventDataModule, RequiredPath
 
 __all__ = ["SHDDataModule", "SSCDataModule"]
 
 _URL = "https://zenkelab.org/datasets/"
-
-
-def _resolve_time(dt_ms: float | None, n_time_bins: int | None, default_dt_ms: float) -> tuple[float | None, int | None]:
-    if dt_ms is not None and n_time_bins is not None:
-        raise ValueError(f"give either dt_ms or n_time_bins, not both (dt_ms={dt_ms!r}, n_time_bins={n_time_bins!r})")
-    if dt_ms is None and n_time_bins is None:
-        dt_ms = default_dt_ms
-    if dt_ms is not None and not dt_ms > 0:
-        raise ValueError(f"dt_ms must be > 0, got {dt_ms!r}")
-    if n_time_bins is not None and (not isinstance(n_time_bins, int) or n_time_bins <= 0):
-        raise ValueError(f"n_time_bins must be a positive integer, got {n_time_bins!r}")
-    return dt_ms, n_time_bins
 
 
 class _HSDDataModule(EventDataModule):
@@ -32,10 +20,10 @@ class _HSDDataModule(EventDataModule):
     def __init__(
         self,
         data_dir: str,
-        dt_ms: float | None,
+        time_window_ms: float | None,
         n_time_bins: int | None,
         n_channels: int,
-        max_duration: float | None,
+        max_duration_ms: float | None,
         batch_size: int,
         num_workers: int,
         val_fraction: float,
@@ -46,21 +34,21 @@ class _HSDDataModule(EventDataModule):
         pin_memory: bool | None,
     ) -> None:
         super().__init__(data_dir, batch_size, num_workers, val_fraction, cache, cache_dir, download, split_seed, pin_memory)
-        self.dt_ms, self.n_time_bins = _resolve_time(dt_ms, n_time_bins, 10.0)
         if not isinstance(n_channels, int) or not 1 <= n_channels <= self.n_sensor_channels:
             raise ValueError(f"n_channels must be an integer in 1..700, got {n_channels!r}")
-        if max_duration is not None and not max_duration > 0:
-            raise ValueError(f"max_duration must be > 0 seconds (or None), got {max_duration!r}")
+        self.time_window_ms = default_time_window_ms(time_window_ms, n_time_bins, 10.0)
+        self.n_time_bins = n_time_bins
         self.n_channels = n_channels
-        self.max_duration = max_duration
+        self.max_duration_ms = max_duration_ms
+        self._binner()  # validates the binning arguments now
 
     def _binner(self) -> EventBinner:
-        return EventBinner(
-            sensor_size=(self.n_sensor_channels, 1, 1),
-            target_size=(self.n_channels, 1),
-            dt_us=None if self.dt_ms is None else self.dt_ms * 1000.0,
+        return EventBinner.from_ms(
+            (self.n_sensor_channels, 1, 1),
+            (self.n_channels, 1),
+            time_window_ms=self.time_window_ms,
             n_time_bins=self.n_time_bins,
-            max_duration_us=None if self.max_duration is None else self.max_duration * 1e6,
+            max_duration_ms=self.max_duration_ms,
             start_at_first_event=False,
         )
 
@@ -82,13 +70,14 @@ class SHDDataModule(_HSDDataModule):
 
     Args:
         data_dir: the folder holding ``SHD/`` (tonic's ``save_to``).
-        dt_ms: bin width in ms (variable-length samples, padded per batch). Default 10 ms when
-            neither ``dt_ms`` nor ``n_time_bins`` is given.
-        n_time_bins: alternatively a fixed number of bins over ``[0, max_duration)`` (or over each
-            sample's own duration when ``max_duration`` is None).
+        time_window_ms: bin width in ms (variable-length samples, padded per batch). Default 10 ms
+            when neither ``time_window_ms`` nor ``n_time_bins`` is given.
+        n_time_bins: alternatively a fixed number of bins over ``[0, max_duration_ms)`` (or over each
+            sample's own duration when ``max_duration_ms`` is None).
         n_channels: channels after downsampling 700 -> ``n_channels`` (channel ``c`` goes to
             ``floor(c * n_channels / 700)``, tonic's ``Downsample``); e.g. 100 as in EXODUS Table 2.
-        max_duration: spikes at or after this time (seconds) are dropped; bounds ``n_time_steps``.
+        max_duration_ms: spikes at or after this time (ms) are dropped; bounds ``n_time_steps``;
+            None keeps all.
         batch_size: samples per batch.
         num_workers: DataLoader worker processes (they also bin the files when a cache is built).
         val_fraction: fraction of the training set held out (stratified, seeded) for validation;
@@ -112,10 +101,10 @@ class SHDDataModule(_HSDDataModule):
     def __init__(
         self,
         data_dir: str,
-        dt_ms: float | None = None,
+        time_window_ms: float | None = None,
         n_time_bins: int | None = None,
         n_channels: int = 700,
-        max_duration: float | None = 1.4,
+        max_duration_ms: float | None = 1400.0,
         batch_size: int = 128,
         num_workers: int = 0,
         val_fraction: float = 0.0,
@@ -126,7 +115,7 @@ class SHDDataModule(_HSDDataModule):
         pin_memory: bool | None = None,
     ) -> None:
         super().__init__(
-            data_dir, dt_ms, n_time_bins, n_channels, max_duration, batch_size, num_workers,
+            data_dir, time_window_ms, n_time_bins, n_channels, max_duration_ms, batch_size, num_workers,
             val_fraction, cache, cache_dir, download, split_seed, pin_memory,
         )
         self.save_hyperparameters()
@@ -154,10 +143,10 @@ class SSCDataModule(_HSDDataModule):
     def __init__(
         self,
         data_dir: str,
-        dt_ms: float | None = None,
+        time_window_ms: float | None = None,
         n_time_bins: int | None = None,
         n_channels: int = 700,
-        max_duration: float | None = 1.4,
+        max_duration_ms: float | None = 1400.0,
         batch_size: int = 128,
         num_workers: int = 0,
         val_fraction: float = 0.0,
@@ -168,7 +157,7 @@ class SSCDataModule(_HSDDataModule):
         pin_memory: bool | None = None,
     ) -> None:
         super().__init__(
-            data_dir, dt_ms, n_time_bins, n_channels, max_duration, batch_size, num_workers,
+            data_dir, time_window_ms, n_time_bins, n_channels, max_duration_ms, batch_size, num_workers,
             val_fraction, cache, cache_dir, download, split_seed, pin_memory,
         )
         self.save_hyperparameters()

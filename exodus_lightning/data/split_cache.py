@@ -2,7 +2,7 @@
 
 ``<cache_dir>/<name>-<key>.packed`` where ``key`` hashes everything that determines the content
 (dataset, split, the source files' names, sizes and mtimes, every binning parameter, the file format
-version). Changing e.g. ``dt_ms`` therefore changes the file name and never serves a stale cache.
+version). Changing e.g. ``time_window_ms`` therefore changes the file name and never serves a stale cache.
 
 Building: the first process takes the lock ``<file>.lock``, builds and writes the file (temporary
 name, fsync, rename); every other process (DDP ranks, other jobs on the same file system) waits for
