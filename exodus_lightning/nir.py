@@ -32,6 +32,28 @@ are continuous-time; our layers are the exact solutions over one step of length 
 - Shapes in NIR are per time step and without the batch: a ``(B, T, C, H, W)`` input is
   ``Input(C, H, W)``; neuron parameters are expanded to the full per-step feature shape.
 
+Peer-specific files (``export(..., target=...)``, never the default): some peers' importers do not
+follow NIR's continuous-time semantics (docs/interop.md measures how far each one is off).  For two
+of them a rewritten file makes the import reproduce our spikes; such a file is no longer the
+continuous-time model above, is marked ``metadata["target"]``, and :func:`import_nir` refuses it.
+
+- ``target="snntorch"``: snntorch's importer fixes ``dt = 1e-4`` and builds ``snn.Leaky`` with
+  ``beta = 1 - dt / tau`` and the input gain ``r dt / tau`` folded into the threshold
+  (``snntorch/import_nir.py``, ``_nir_to_snntorch_module``).  Writing ``tau' = dt / (1 - alpha)``
+  gives ``beta = alpha`` and gain ``r (1 - alpha) = c``; ``r`` is kept.
+- ``target="norse"``: norse's importer builds ``LIFBoxCell`` (an Euler step ``v += dt / tau (i - v)``,
+  ``dt = 1e-3`` by default, ``r`` ignored; ``norse/torch/utils/import_nir.py``, ``from_nir``).  The
+  same ``tau' = dt / (1 - alpha)`` gives the decay ``alpha`` and the gain ``1 - alpha``: our
+  ``norm_input=True``.
+- ``target="sinabs"``: sinabs' importer drops ``nir.Linear`` nodes (it maps only ``nir.Affine``;
+  ``sinabs/nir.py``, ``_import_sinabs_module``), so bias-free ``nn.Linear`` layers are written as
+  ``nir.Affine`` with a zero bias (the same continuous-time model).  sinabs builds ``LIFSqueeze``
+  with input gain 1, multi-spike output and reset by subtraction whatever ``r`` and the node say.
+
+Each target accepts only the layers its peer then reproduces (both Euler peers reset to zero and
+emit single spikes; sinabs subtracts and emits multiple spikes) and raises ``ValueError`` naming the
+layer otherwise.
+
 Example:
     >>> import torch
     >>> from exodus_lightning import nir as el_nir
@@ -155,15 +177,78 @@ def _export_layer(name: str, layer: nn.Module, features: tuple[int, ...], in_sha
     )
 
 
+# The time step (in the peer's time unit) that a peer's NIR importer simulates with.
+_PEER_DT = {
+    "snntorch": 1e-4,  # fixed: snntorch/import_nir.py, _nir_to_snntorch_module (dt = 1e-4)
+    "norse": 1e-3,  # default of norse.torch.from_nir(..., dt=0.001)
+}
+EXPORT_TARGETS = ("nir", "snntorch", "norse", "sinabs")
+
+
+def _peer_error(target: str, name: str, why: str) -> ValueError:
+    return ValueError(f"export(target={target!r}): layer {name!r} {why}, which {target}'s NIR importer does not "
+                      "reproduce; export with target='nir' (the default) for a file faithful to NIR")
+
+
+def _rewrite_for_peer(target: str, name: str, layer: nn.Module, node: nir.NIRNode) -> nir.NIRNode:
+    """The node that ``target``'s importer turns into a layer with our spikes (module docstring).
+
+    Euler peers (snntorch, norse): ``tau' = dt / (1 - alpha)``, ``alpha = exp(-1/tau)``, so that their
+    decay ``1 - dt / tau'`` is ``alpha`` and their gain ``r dt / tau'`` (snntorch) or ``dt / tau'``
+    (norse, ``r`` ignored) is our ``c``.  sinabs: ``nir.Linear`` -> ``nir.Affine`` with a zero bias.
+    """
+    if target == "sinabs":
+        if isinstance(node, nir.Linear) and not isinstance(node, nir.Affine):
+            return nir.Affine(weight=node.weight, bias=np.zeros(node.weight.shape[0]))
+        if isinstance(node, nir.LI):
+            raise _peer_error(target, name, "is a LeakyIntegrator (sinabs' ExpLeak needs r = 1 with gain 1)")
+        if isinstance(node, (nir.LIF, nir.IF, nir.CubaLIF)):
+            if isinstance(node, nir.CubaLIF):
+                raise _peer_error(target, name, "has a synapse (tau_syn; sinabs drops nir.CubaLIF nodes)")
+            if layer.reset != "subtract" or layer.spike != "multi":
+                raise _peer_error(target, name, f"has reset={layer.reset!r}, spike={layer.spike!r} (sinabs: "
+                                  "reset='subtract', spike='multi')")
+            if isinstance(node, nir.IF):
+                if layer.min_v_mem is None or not np.all(-node.v_threshold == float(layer.min_v_mem)):
+                    raise _peer_error(target, name, "is an IF without min_v_mem = -threshold (sinabs' IAF clamps there)")
+            elif layer.norm_input or layer.min_v_mem is not None:
+                raise _peer_error(target, name, "has norm_input=True or a min_v_mem (sinabs: input gain 1, no clamp)")
+        return node
+    if isinstance(node, (nir.IF, nir.CubaLIF, nir.LI)):
+        kind = {nir.IF: "an IF neuron", nir.CubaLIF: "a synapse (tau_syn)", nir.LI: "a LeakyIntegrator"}[type(node)]
+        raise _peer_error(target, name, f"has {kind}")
+    if not isinstance(node, nir.LIF):
+        return node
+    if layer.reset != "zero" or layer.spike != "single" or layer.min_v_mem is not None:
+        raise _peer_error(target, name, f"has reset={layer.reset!r}, spike={layer.spike!r}, min_v_mem={layer.min_v_mem!r} "
+                          f"({target}: reset='zero', spike='single', no min_v_mem)")
+    if target == "norse" and not layer.norm_input:
+        raise _peer_error(target, name, "has norm_input=False (norse ignores r: its input gain is 1 - alpha)")
+    if target == "snntorch" and (np.unique(node.v_threshold).size > 1
+                                 or (layer.norm_input and np.unique(node.tau).size > 1)):
+        raise _peer_error(target, name, "has per-neuron thresholds (or per-neuron tau with norm_input=True; snntorch "
+                          "folds one gain into one threshold per layer)")
+    dt = _PEER_DT[target]
+    return nir.LIF(tau=dt / -np.expm1(-1.0 / node.tau), r=node.r, v_leak=node.v_leak, v_threshold=node.v_threshold,
+                   v_reset=node.v_reset, metadata={**node.metadata, "target": target, "dt": dt})
+
+
 @torch.no_grad()
-def export(model: nn.Module, sample_input: Tensor) -> nir.NIRGraph:
+def export(model: nn.Module, sample_input: Tensor, target: str = "nir") -> nir.NIRGraph:
     """Export a sequential spiking ``model`` (``SpikingSequential`` / ``nn.Sequential`` of supported
     layers, see the module docstring) to a ``nir.NIRGraph``.
 
     ``sample_input`` (``(B, T, *features)``) is run through the model once to learn the per-step
     shape every layer sees (conv input sizes, neuron parameter shapes).  Node names are
     ``x{i}_{type}`` in call order, plus ``input`` and ``output``.  Parameters are float64 arrays.
+
+    ``target="nir"`` (the default) writes the continuous-time model of the module docstring.
+    ``"snntorch"``, ``"norse"`` or ``"sinabs"`` write a file that this peer's importer turns into our
+    spikes (module docstring; for snntorch and norse ``tau' = dt_peer / (1 - exp(-1/tau))``), which
+    is not that model and which :func:`import_nir` refuses.  docs/interop.md measures each peer.
     """
+    if target not in EXPORT_TARGETS:
+        raise ValueError(f"target must be one of {EXPORT_TARGETS}, got {target!r}")
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     if not isinstance(sample_input, Tensor) or sample_input.ndim < 3:
@@ -202,13 +287,18 @@ def export(model: nn.Module, sample_input: Tensor) -> nir.NIRGraph:
         if node is None:
             continue
         inner = layer.module if isinstance(layer, TimeDistributed) else layer
+        if target != "nir":
+            node = _rewrite_for_peer(target, name, inner, node)
         key = f"x{i}_{type(inner).__name__.lower()}"
         nodes[key] = node
         chain.append(key)
     nodes["output"] = nir.Output(output_type=np.array(out.shape[2:]))
     chain.append("output")
     edges = list(zip(chain[:-1], chain[1:]))
-    return nir.NIRGraph(nodes=nodes, edges=edges, metadata={"source": "exodus_lightning", "dt": 1.0})
+    metadata: dict[str, Any] = {"source": "exodus_lightning", "dt": 1.0}
+    if target != "nir":
+        metadata.update(target=target, dt=_PEER_DT.get(target, 1.0))
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata)
 
 
 # ----------------------------------------------------------------------------------- import
@@ -344,6 +434,10 @@ def import_nir(graph: nir.NIRGraph) -> SpikingSequential:
         graph = nir.read(graph)
     if not isinstance(graph, nir.NIRGraph):
         raise TypeError(f"graph must be a nir.NIRGraph or a path to a NIR file, got {type(graph).__name__}")
+    target = _meta_value((graph.metadata or {}).get("target", "nir"))
+    if target != "nir":
+        raise ValueError(f"graph was exported with target={target!r} for that peer's importer, not NIR's semantics; "
+                         "import a file exported with target='nir'")
     succ: dict[str, str] = {}
     pred: dict[str, str] = {}
     for a, b in graph.edges:
@@ -369,4 +463,4 @@ def import_nir(graph: nir.NIRGraph) -> SpikingSequential:
 from_nir = import_nir
 to_nir = export
 
-__all__ = ["export", "import_nir", "from_nir", "to_nir"]
+__all__ = ["EXPORT_TARGETS", "export", "import_nir", "from_nir", "to_nir"]
