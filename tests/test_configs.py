@@ -1,6 +1,6 @@
 """Every shipped config, run the way a user runs it: the real CLI (``ExodusCLI``) builds model, data
 and trainer from ``configs/*.yaml``; the real DataModules read small files in the datasets' own
-on-disk formats (written by :mod:`exodus_lightning.data.fake_files`); a few training steps and a
+on-disk formats (written by :mod:`exodus_lightning.data.dataset_writers`); a few training steps and a
 validation batch run.  Only the data folder, the length of the run and the logger (a CSV logger
 in a temporary folder instead of W&B) are overridden.
 
@@ -19,7 +19,7 @@ import pytest
 import torch
 import yaml
 
-from exodus_lightning.data import fake_files
+from exodus_lightning.data import dataset_writers
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
@@ -40,20 +40,20 @@ def dataset_root(tmp_path_factory) -> str:
     # SHD-like spike counts (a few thousand per recording): sparser input leaves the sparse-SGD
     # network of sparse_shd.yaml without an active entry, hence without a gradient
     for split, n in (("train", 40), ("test", 20)):
-        times, units, labels = fake_files.random_hsd_samples(n, 20, spikes=(3000, 8000), duration_s=(0.6, 1.0),
+        times, units, labels = dataset_writers.random_hsd_samples(n, 20, spikes=(3000, 8000), duration_s=(0.6, 1.0),
                                                              seed=int(rng.integers(1 << 30)))
-        fake_files.write_shd(root, split, times, units, labels)
+        dataset_writers.write_shd(root, split, times, units, labels)
     for split, n in (("train", 70), ("valid", 35), ("test", 35)):
-        times, units, labels = fake_files.random_hsd_samples(n, 35, seed=int(rng.integers(1 << 30)))
-        fake_files.write_ssc(root, split, times, units, labels)
-    fake_files.write_dvsgesture_tree(root, True, n_users=1, n_events=3000, seed=1)
-    fake_files.write_dvsgesture_tree(root, False, n_users=1, n_events=3000, seed=2, lightings=("lab",))
+        times, units, labels = dataset_writers.random_hsd_samples(n, 35, seed=int(rng.integers(1 << 30)))
+        dataset_writers.write_ssc(root, split, times, units, labels)
+    dataset_writers.write_dvsgesture_tree(root, True, n_users=1, n_events=3000, seed=1)
+    dataset_writers.write_dvsgesture_tree(root, False, n_users=1, n_events=3000, seed=2, lightings=("lab",))
     for train in (True, False):
         for digit in range(10):
             n = int(rng.integers(300, 900))
             x, y, p = rng.integers(0, 34, n), rng.integers(0, 34, n), rng.integers(0, 2, n)
             t = np.sort(rng.integers(0, 300_000, n))
-            fake_files.write_nmnist_sample(root, train, digit, 0, x, y, p, t)
+            dataset_writers.write_nmnist_sample(root, train, digit, 0, x, y, p, t)
     return root
 
 

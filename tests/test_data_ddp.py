@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from exodus_lightning.data import SHDDataModule
-from exodus_lightning.data.fake_files import write_shd
+from exodus_lightning.data.dataset_writers import write_shd
 
 N = 8
 

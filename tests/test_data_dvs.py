@@ -22,7 +22,7 @@ from exodus_lightning.data import (
     DVSGestureDataModule,
     NMNISTDataModule,
 )
-from exodus_lightning.data.fake_files import random_dvs_events, write_dvsgesture_sample, write_nmnist_sample
+from exodus_lightning.data.dataset_writers import random_dvs_events, write_dvsgesture_sample, write_nmnist_sample
 
 
 def _frames(x, y, p, t_us, t0, time_window_us, T, size, sensor=128, max_us=None):

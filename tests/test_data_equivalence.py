@@ -24,7 +24,7 @@ from exodus_lightning.data import (
     pad_collate,
 )
 from exodus_lightning.data import _tonic
-from exodus_lightning.data.fake_files import random_dvs_events, write_dvsgesture_sample, write_nmnist_sample, write_shd, write_ssc
+from exodus_lightning.data.dataset_writers import random_dvs_events, write_dvsgesture_sample, write_nmnist_sample, write_shd, write_ssc
 from tests.tonic_reference import tonic_frames
 
 

@@ -12,7 +12,7 @@ import torch
 
 from exodus_lightning.data import CorruptFileError, DataNotFoundError, SHDDataModule, SSCDataModule
 from exodus_lightning.data import _tonic
-from exodus_lightning.data.fake_files import write_shd, write_ssc
+from exodus_lightning.data.dataset_writers import write_shd, write_ssc
 
 DT_MS = 5.0
 N_CH = 100

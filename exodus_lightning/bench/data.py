@@ -36,7 +36,7 @@ FORMATS = ("shd", "ssc", "dvs128", "dvs32")
 # ------------------------------------------------------------------------------------ data files
 def write_files(fmt: str, root: str, args: argparse.Namespace) -> None:
     """The dataset files of ``fmt`` (SSC: train, valid, test; the others: train, test)."""
-    from exodus_lightning.data.fake_files import random_hsd_samples, write_dvsgesture_tree, write_shd, write_ssc
+    from exodus_lightning.data.dataset_writers import random_hsd_samples, write_dvsgesture_tree, write_shd, write_ssc
 
     spikes, duration = (3000, 12000), (0.5, 1.4)
     if fmt == "shd":

@@ -99,7 +99,7 @@ def bench_epoch(argv: Optional[list[str]] = None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    from exodus_lightning.data.fake_files import random_hsd_samples, write_shd
+    from exodus_lightning.data.dataset_writers import random_hsd_samples, write_shd
 
     root = tempfile.mkdtemp(prefix="exodus-bench-epoch-", dir=args.tmp_dir)
     saved_env = {k: os.environ.get(k) for k in ("WANDB_DIR", "WANDB_MODE")}

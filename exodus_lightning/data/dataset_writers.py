@@ -1,6 +1,7 @@
 """Writers for small dataset files in the real on-disk formats that tonic reads.
 
-Used by the tests and by :mod:`exodus_lightning.data.bench`. Formats (tonic 1.7):
+Used by the data benchmarks (:mod:`exodus_lightning.bench.data`, :mod:`exodus_lightning.bench.epoch`) to
+write inputs in the formats users have, and by the tests. Formats (tonic 1.7):
 
 * SHD/SSC: HDF5 ``<root>/SHD/shd_{train,test}.h5`` / ``<root>/SSC/ssc_{train,valid,test}.h5`` with
   vlen ``spikes/times`` (float32 seconds), vlen ``spikes/units`` (uint16 channel ids), ``labels``
