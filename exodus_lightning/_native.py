@@ -36,8 +36,8 @@ CPU_LIBRARY = "exodus_native"
 CUDA_LIBRARY = "exodus_native_cuda"
 EMULATION_LIBRARY = "exodus_cuda_emulation"
 # One version for the whole C ABI (EXODUS_ABI_VERSION in runtime.h; 6: one library per device;
-# 7: sparse_backward_plan).
-ABI_VERSION = 7
+# 7: sparse_backward_plan; 8: the CPU library's streaming-store threshold).
+ABI_VERSION = 8
 # The environment variable that selects the CPU library's copy of the kernels (read once, at load).
 ISA_ENV = "EXODUS_ISA"
 ISAS = ("baseline", "avx2", "avx512")  # EXODUS_ISA_* of runtime.h, slowest first
@@ -215,6 +215,8 @@ FUNCTIONS: dict[str, tuple[str, list, Any, tuple[str, ...]]] = {
     "isa": ("", [], _i32, (CPU_LIBRARY,)),
     "isa_available": ("", [_i32], _i32, (CPU_LIBRARY,)),
     "set_isa": ("", [_i32], _i32, (CPU_LIBRARY,)),
+    "stream_threshold": ("", [], _i64, (CPU_LIBRARY,)),
+    "set_stream_threshold": ("", [_i64], _i32, (CPU_LIBRARY,)),
     "sparse_max_threads": ("sparse_", [], _i32, (CPU_LIBRARY,)),
     "runtime_version": ("", [], _i32, (CUDA_LIBRARY,)),
     "driver_version": ("", [], _i32, (CUDA_LIBRARY,)),
@@ -377,20 +379,21 @@ class NativeLibrary:
         return int(self._functions["sparse_max_threads"]()) if self.kind == "cpu" else 1
 
     # ---- the CPU library's one instruction-set selection
-    def _isa_function(self, name: str) -> Any:
+    def _cpu_function(self, name: str) -> Any:
         if self.kind != "cpu":
-            raise NotImplementedError(f"{self.name} has one copy of its kernels; ISA selection is a CPU-library feature")
+            raise NotImplementedError(f"{self.name} has one copy of its kernels and no streaming stores; {name}() is a "
+                                      "CPU-library function")
         return self._functions[name]
 
     def available_isas(self) -> list[str]:
         """The copies of the kernels this CPU and this build can run, slowest first."""
-        available = self._isa_function("isa_available")
+        available = self._cpu_function("isa_available")
         return [isa for i, isa in enumerate(ISAS) if available(i)]
 
     def isa(self) -> str:
         """The copy of the kernels in use: the best available one unless :meth:`set_isa` or
         ``$EXODUS_ISA`` chose another."""
-        return ISAS[self._isa_function("isa")()]
+        return ISAS[self._cpu_function("isa")()]
 
     def set_isa(self, isa: Optional[str]) -> None:
         """Run the kernels' ``isa`` copy (one of :data:`ISAS`; ``None``: the best available) from now
@@ -398,8 +401,23 @@ class NativeLibrary:
         fixed lane layout); for tests and benchmarks: not safe while another thread runs them."""
         if isa is not None and isa not in ISAS:
             raise ValueError(f"set_isa: isa must be one of {', '.join(ISAS)} or None (the best), got {isa!r}")
-        if self._isa_function("set_isa")(-1 if isa is None else ISAS.index(isa)) != 0:
+        if self._cpu_function("set_isa")(-1 if isa is None else ISAS.index(isa)) != 0:
             raise ValueError(f"set_isa: {self.last_error()} (available: {', '.join(self.available_isas())})")
+
+
+    # ---- the CPU library's streaming stores
+    def stream_threshold(self) -> int:
+        """Bytes a CPU scan must write before it writes them with streaming (non-temporal) stores,
+        which skip the cache: by default the last-level cache's size, so that smaller outputs stay in
+        the cache for the op that reads them next."""
+        return int(self._cpu_function("stream_threshold")())
+
+    def set_stream_threshold(self, n_bytes: Optional[int]) -> None:
+        """Set :meth:`stream_threshold` for the process (``None``: back to the default; 0: stream every
+        64-byte-aligned output).  Results are the same bits either way; for tests and benchmarks."""
+        if n_bytes is not None and (isinstance(n_bytes, bool) or not isinstance(n_bytes, int) or n_bytes < 0):
+            raise ValueError(f"set_stream_threshold: n_bytes must be an int >= 0 or None (the default), got {n_bytes!r}")
+        self._cpu_function("set_stream_threshold")(-1 if n_bytes is None else n_bytes)
 
 
 def _pointer(t: torch.Tensor, name: str, output: bool, held: list[torch.Tensor]) -> Optional[int]:

@@ -61,6 +61,7 @@ def library_report(name: str, purpose: str, required: bool) -> list[str]:
     if lib.kind == "cpu":
         lines.append(f"  instruction sets: {', '.join(lib.available_isas())} available, using {lib.isa()} "
                      f"(${_native.ISA_ENV} selects another)")
+        lines.append(f"  streaming stores for outputs over {lib.stream_threshold() / 2**20:.1f} MiB per call")
     if lib.kind == "cuda":
         runtime = int(lib.function("runtime_version")())
         driver = int(lib.function("driver_version")())

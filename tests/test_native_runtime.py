@@ -40,6 +40,7 @@ def test_info_lists_the_three_libraries_with_abi_isa_and_architectures():
     text = "\n".join(lines)
     cpu = _native.cpu()
     assert f"instruction sets: {', '.join(cpu.available_isas())} available, using {cpu.isa()}" in text
+    assert f"streaming stores for outputs over {cpu.stream_threshold() / 2**20:.1f} MiB per call" in text
     assert f"${_native.ISA_ENV} selects another" in text
     assert "architectures" in _native.cuda().build_info() and "architectures " in text
     # nothing left of the nine libraries of before

@@ -23,8 +23,9 @@
  * 2 (exodus_lif_forward_args.nonfinite), sparse 5, event 2 when they were separate libraries;
  * 6: one library per device, one last_error / abi_version / build_info per library, the CPU
  * library's one instruction-set selection (exodus_isa*, $EXODUS_ISA); 7: sparse_backward_plan (the
- * library chooses the sparse input-gradient path and sizes its workspaces). */
-#define EXODUS_ABI_VERSION 7
+ * library chooses the sparse input-gradient path and sizes its workspaces); 8: the streaming-store
+ * threshold (exodus_stream_threshold, exodus_set_stream_threshold). */
+#define EXODUS_ABI_VERSION 8
 
 enum { EXODUS_OK = 0, EXODUS_ERR_ARGUMENT = 1, EXODUS_ERR_DTYPE = 2, EXODUS_ERR_CUDA = 3,
        EXODUS_ERR_INTERNAL = 4 };
@@ -49,6 +50,11 @@ EXODUS_API const char* exodus_build_info(void);
 EXODUS_API int32_t exodus_isa(void);
 EXODUS_API int32_t exodus_isa_available(int32_t isa);
 EXODUS_API int32_t exodus_set_isa(int32_t isa);
+/* The scans write their outputs with streaming (non-temporal) stores when a call writes more than
+ * this many bytes (default: the last-level cache's size); set_stream_threshold(-1) restores the
+ * default, 0 streams every 64-byte-aligned output.  Results are the same either way. */
+EXODUS_API int64_t exodus_stream_threshold(void);
+EXODUS_API int32_t exodus_set_stream_threshold(int64_t bytes);
 
 /* CUDA library */
 EXODUS_API int32_t exodus_cuda_abi_version(void);

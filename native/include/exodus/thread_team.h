@@ -52,15 +52,16 @@ class TeamSizer {
 // One sizer per kind of scan (their sizes and costs differ); shared by the ISA copies.
 inline TeamSizer lif_forward_team, lif_backward_team, leaky_forward_team, leaky_backward_team;
 
-// body(b, kb) for every batch row b < B and neuron block kb < nblocks, blocks handed out one at a
-// time to a team that `sizer` sizes.
+// body(b, kb, slot) for every batch row b < B and neuron block kb < nblocks, blocks handed out one
+// at a time to a team that `sizer` sizes; slot < omp_get_max_threads() is the running thread's index
+// in the team (0 without one), for per-thread scratch.
 template <typename Body>
 void parallel_blocks(TeamSizer& sizer, int64_t B, int64_t nblocks, const Body& body) {
     const int max_threads = omp_get_max_threads();
     const int team = max_threads > 1 && B * nblocks > 1 ? sizer.choose(max_threads) : 1;
     if (team <= 1) {
         for (int64_t b = 0; b < B; ++b)
-            for (int64_t kb = 0; kb < nblocks; ++kb) body(b, kb);
+            for (int64_t kb = 0; kb < nblocks; ++kb) body(b, kb, 0);
         return;
     }
     using Clock = std::chrono::steady_clock;
@@ -73,7 +74,7 @@ void parallel_blocks(TeamSizer& sizer, int64_t B, int64_t nblocks, const Body& b
             arrival_ns[id] = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count();
 #pragma omp for collapse(2) schedule(dynamic, 1) nowait
         for (int64_t b = 0; b < B; ++b)
-            for (int64_t kb = 0; kb < nblocks; ++kb) body(b, kb);
+            for (int64_t kb = 0; kb < nblocks; ++kb) body(b, kb, id);
     }
     const int64_t total_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count();
     int late = 0;
