@@ -6,7 +6,11 @@ row ``exodus+check`` is EXODUS with the NaN/Inf check of training on (the scan's
 The floor is the time to move 24 bytes per element at the machine's measured copy bandwidth:
 x read (4), spikes and v written (8) in the forward; grad read, v read, grad written (12) in the
 backward (float32).  Backends are timed round-robin in one run, so the ratios share the machine's
-state (this machine is shared and noisy); the median of the repeats is reported.  Every call allocates
+state (this machine is shared and noisy), in a new (seeded) order every round; the median of the
+repeats is reported.  The copy that
+measures the bandwidth (``dst.copy_(src)`` of 256 MiB, read + write counted) is one more entry of each
+shape's rounds, so the floor is measured at the same moments as the op (a copy timed once before the
+run measured 41 and 77 GB/s on the same machine minutes apart).  Every call allocates
 fresh outputs, as users call the op (the allocator settings of :mod:`exodus_lightning._allocator` apply).
 
 The peer row ``spikingjelly`` (when installed) is its multi-step ``LIFNode`` (torch backend on the CPU)
@@ -24,6 +28,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -41,6 +46,8 @@ BACKENDS = ("exodus", "slayer", "bptt")
 PEER = "spikingjelly"
 CHECKED = "exodus+check"  # EXODUS with the non-finite flag, as in a training step of the LightningModules
 BYTES_PER_ELEMENT_FLOOR = 24
+COPY_BYTES = 256 << 20  # the bandwidth copy: beyond any last-level cache
+COPY = "copy"  # its entry in the rounds
 
 
 def _sync(device: torch.device) -> None:
@@ -109,8 +116,12 @@ def spikingjelly_step(x: torch.Tensor, grad: torch.Tensor, tau_mem: float) -> Op
 
 def run(shapes: list[tuple[int, int, int]], device: torch.device, repeats: int, bptt_repeats: int,
         tau_mem: float = 20.0, peer: bool = True) -> list[dict]:
-    """Measure every backend (and the peer, when installed) on every shape; one row per (shape, backend)."""
+    """Measure every backend (and the peer, when installed) on every shape; one row per (shape, backend),
+    with the copy bandwidth measured in the same rounds."""
     rows = []
+    copy_src = torch.rand(COPY_BYTES // 4, device=device)
+    copy_dst = torch.empty_like(copy_src)
+    copy_dst.copy_(copy_src)
     for shape in shapes:
         x, grad = _case(shape, device)
         tau_trained = torch.full(shape[2:], tau_mem, device=device, requires_grad=True)
@@ -132,13 +143,20 @@ def run(shapes: list[tuple[int, int, int]], device: torch.device, repeats: int, 
 
         timed = (*BACKENDS, CHECKED) + ((PEER,) if peer_step is not None else ())
         times: dict[str, list[float]] = {b: [] for b in timed}
+        copy_times: list[float] = []
         for b in timed:  # warm-up (allocator, OpenMP pool, lazy library load)
             step(b)
+        entries = [*timed, COPY]
+        order = random.Random(0)
         for r in range(repeats):
-            for b in timed:
-                if b == "bptt" and r >= bptt_repeats:
-                    continue
-                times[b].append(_time(lambda: step(b), device))
+            # a new order every round (seeded), so that no entry always follows the same one: what ran
+            # before, a 256 MiB copy or a cache-sized op, changes what is left in the cache
+            for b in order.sample(entries, len(entries)):
+                if b == COPY:
+                    copy_times.append(_time(lambda: copy_dst.copy_(copy_src), device))
+                elif b != "bptt" or r < bptt_repeats:
+                    times[b].append(_time(lambda: step(b), device))
+        bandwidth = 2 * copy_dst.numel() * copy_dst.element_size() / statistics.median(copy_times)
         if flag.item() != 0:
             raise RuntimeError("bench lif: the non-finite flag is set for finite input")
         elements = shape[0] * shape[1] * shape[2]
@@ -146,17 +164,18 @@ def run(shapes: list[tuple[int, int, int]], device: torch.device, repeats: int, 
             ours = b != PEER
             rows.append({
                 "shape": shape, "backend": b, "time": statistics.median(times[b]), "elements": elements,
+                "bandwidth": bandwidth,
                 "saved": saved_bytes(lambda: call(b, tau_mem)) if ours else float("nan"),
                 "saved_train_tau": saved_bytes(lambda: call(b, tau_trained)) if ours else float("nan"),
             })
     return rows
 
 
-def report(rows: list[dict], bandwidth: float, device: torch.device) -> str:
+def report(rows: list[dict], device: torch.device) -> str:
     from exodus_lightning import _allocator
 
-    lines = [f"device {device}, float32, copy bandwidth {bandwidth / 1e9:.2f} GB/s "
-             f"(floor = {BYTES_PER_ELEMENT_FLOOR} B/element / bandwidth), torch threads {torch.get_num_threads()}",
+    lines = [f"device {device}, float32, floor = {BYTES_PER_ELEMENT_FLOOR} B/element / copy bandwidth (a "
+             f"{COPY_BYTES >> 20} MiB copy timed in each shape's rounds), torch threads {torch.get_num_threads()}",
              f"allocator: {_allocator.status}"]
     header = (f"{'(B, T, N)':>18} {'backend':>12} {'fwd+bwd ms':>11} {'x exodus':>9} {'x floor':>8} "
               f"{'saved (BTN tensors)':>20} {'saved, tau trained':>19}")
@@ -166,7 +185,7 @@ def report(rows: list[dict], bandwidth: float, device: torch.device) -> str:
         by_shape.setdefault(r["shape"], {})[r["backend"]] = r
     for shape, per in by_shape.items():
         ex = per["exodus"]
-        floor = BYTES_PER_ELEMENT_FLOOR * ex["elements"] / bandwidth
+        floor = BYTES_PER_ELEMENT_FLOOR * ex["elements"] / ex["bandwidth"]
         tensor_bytes = ex["elements"] * 4
         for b, r in per.items():
             lines.append(
@@ -176,7 +195,8 @@ def report(rows: list[dict], bandwidth: float, device: torch.device) -> str:
         lines.append(
             f"{'':>18} speed-up of exodus: {per['bptt']['time'] / ex['time']:.1f}x over bptt, "
             f"{per['slayer']['time'] / ex['time']:.2f}x over slayer; exodus / floor = {ex['time'] / floor:.2f} "
-            f"(floor {floor * 1e3:.2f} ms); the NaN/Inf check costs x{per[CHECKED]['time'] / ex['time']:.3f}"
+            f"(floor {floor * 1e3:.2f} ms at {ex['bandwidth'] / 1e9:.1f} GB/s); the NaN/Inf check costs "
+            f"x{per[CHECKED]['time'] / ex['time']:.3f}"
         )
         peer = (f"{PEER} / exodus = {per[PEER]['time'] / ex['time']:.2f}" if PEER in per
                 else f"{PEER} not installed (pip install spikingjelly)")
@@ -260,7 +280,6 @@ def bench_lif(argv: Optional[list[str]] = None) -> int:
             p.error("--contention measures CPU threads: use --device cpu")
         print(contention(tuple(shapes[0]) if args.shape else SHAPES[0], max(args.repeats, 3)))
         return 0
-    bandwidth = copy_bandwidth(device)
     rows = run(shapes, device, args.repeats, min(args.bptt_repeats, args.repeats), peer=not args.no_peer)
-    print(report(rows, bandwidth, device))
+    print(report(rows, device))
     return 0
