@@ -460,8 +460,10 @@ def test_cpu_isa_selection_and_its_errors():
         assert set_isa(7) != 0 and "isa must be -1" in lib.last_error()
     finally:
         lib.set_isa(before)
-    with pytest.raises(NotImplementedError, match="CPU-library feature"):
+    with pytest.raises(NotImplementedError, match=r"isa\(\) is a CPU-library function"):
         ops.emulation_library().isa()
+    with pytest.raises(NotImplementedError, match=r"set_stream_threshold\(\) is a CPU-library function"):
+        ops.emulation_library().set_stream_threshold(0)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

@@ -11,30 +11,25 @@
 #include "cpu/isa.h"
 #include "runtime/last_error.h"
 
-namespace exodus {
-namespace baseline {
-int32_t lif_forward_entry(const exodus_lif_forward_args&);
-int32_t lif_backward_entry(const exodus_lif_backward_args&);
-int32_t leaky_forward_entry(const exodus_leaky_forward_args&);
-int32_t leaky_backward_entry(const exodus_leaky_backward_args&);
-}  // namespace baseline
+// The entry points of one copy of the core kernels (cpu/cpu_kernels.inc, compiled per instruction set).
+#define EXODUS_CORE_DECLARE_COPY(isa)                                       \
+    namespace exodus {                                                      \
+    namespace isa {                                                         \
+    int32_t lif_forward_entry(const exodus_lif_forward_args&);             \
+    int32_t lif_backward_entry(const exodus_lif_backward_args&);           \
+    int32_t leaky_forward_entry(const exodus_leaky_forward_args&);         \
+    int32_t leaky_backward_entry(const exodus_leaky_backward_args&);       \
+    }                                                                       \
+    }
+EXODUS_CORE_DECLARE_COPY(baseline)
 #if defined(EXODUS_HAVE_AVX2)
-namespace avx2 {
-int32_t lif_forward_entry(const exodus_lif_forward_args&);
-int32_t lif_backward_entry(const exodus_lif_backward_args&);
-int32_t leaky_forward_entry(const exodus_leaky_forward_args&);
-int32_t leaky_backward_entry(const exodus_leaky_backward_args&);
-}  // namespace avx2
+EXODUS_CORE_DECLARE_COPY(avx2)
 #endif
 #if defined(EXODUS_HAVE_AVX512)
-namespace avx512 {
-int32_t lif_forward_entry(const exodus_lif_forward_args&);
-int32_t lif_backward_entry(const exodus_lif_backward_args&);
-int32_t leaky_forward_entry(const exodus_leaky_forward_args&);
-int32_t leaky_backward_entry(const exodus_leaky_backward_args&);
-}  // namespace avx512
+EXODUS_CORE_DECLARE_COPY(avx512)
 #endif
 
+namespace exodus {
 namespace {
 
 #if defined(EXODUS_HAVE_AVX512)
