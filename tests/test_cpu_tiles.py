@@ -6,6 +6,8 @@ autograd through the float64/float32 PyTorch loop of tests/reference.py."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -123,3 +125,25 @@ def test_the_stream_threshold_is_a_process_setting(cpu_settings):
     for bad in (-1, 1.5, True, "64"):
         with pytest.raises(ValueError, match="set_stream_threshold: n_bytes must be an int >= 0 or None"):
             cpu_settings.set_stream_threshold(bad)
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_the_nonfinite_flag_sees_every_tile_and_chunk(cpu_settings, shape):
+    """The forward's NaN/Inf probe is one chunk wide (row_tiles.inc): a value in any chunk of any tile
+    of any row raises the flag, and nothing else does."""
+    import exodus_lightning.ops  # noqa: F401  (registers the ops)
+
+    B, T, N = shape
+    alpha, theta = torch.tensor([0.9]), torch.tensor([1.0])
+    places = [None, (B - 1, T - 1, N - 1), (0, 0, 0), (B // 2, T // 2, 256 + 7), (0, T - 1, N // 2)]
+    for mode, threshold in THRESHOLDS.items():
+        cpu_settings.set_stream_threshold(threshold)
+        for threads in THREADS:
+            torch.set_num_threads(threads)
+            for where, value in zip(places, [None, math.nan, math.inf, -math.inf, math.nan]):
+                x = torch.rand(shape) * 0.5
+                if where is not None:
+                    x[where] = value
+                flag = torch.ops.exodus.lif_forward(x, alpha, theta, None, None, None, 0, 1, None, False, False,
+                                                    True)[5]
+                assert flag.item() == int(where is not None), f"{mode}, {threads} threads, {value} at {where}"
