@@ -26,7 +26,7 @@ pytestmark = [
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none on this machine)"),
 ]
 
-# (B, T, N): N no multiple of 256 (CPU neuron block, CUDA block), B*N above one block
+# (B, T, N): N no multiple of 256 (CPU chunk, CUDA block), B*N above one block
 SHAPE = (5, 300, 777)
 MODES = {
     "subtract": dict(tau_mem=10.0),

@@ -3,12 +3,12 @@
 // A parallel region ends at a barrier that waits for every thread of the team, including one the
 // OS has descheduled because its core is busy with other work (a DataLoader worker, another job):
 // with two threads and one shared core, the two-thread scan then took longer than the one-thread
-// scan.  Dynamic scheduling already lets the prompt threads take every block; what remains is the
+// scan.  Dynamic scheduling already lets the prompt threads take every tile; what remains is the
 // wait for a thread that arrives after the work is done.  So each region records when its threads
 // arrived; a thread that arrived after half the region's time did less than its share and will
 // arrive late again while its core stays busy, and the next regions run without it.  Every
 // kProbeEvery calls the full team runs again, so the scan gets its threads back when the core is
-// free.  Blocks are independent and each is computed by one thread, so the team size never
+// free.  Tiles are independent and each is computed by one thread, so the team size never
 // changes a result bit.  The full team is omp_get_max_threads(): the thread count of the process's
 // one OpenMP runtime (torch's; torch.set_num_threads sets it).
 #pragma once
@@ -52,16 +52,16 @@ class TeamSizer {
 // One sizer per kind of scan (their sizes and costs differ); shared by the ISA copies.
 inline TeamSizer lif_forward_team, lif_backward_team, leaky_forward_team, leaky_backward_team;
 
-// body(b, kb, slot) for every batch row b < B and neuron block kb < nblocks, blocks handed out one
-// at a time to a team that `sizer` sizes; slot < omp_get_max_threads() is the running thread's index
+// body(b, kt, slot) for every batch row b < B and tile kt < ntiles of its row (../src/cpu/row_tiles.inc),
+// tiles handed out one at a time to a team that `sizer` sizes; slot < omp_get_max_threads() is the running thread's index
 // in the team (0 without one), for per-thread scratch.
 template <typename Body>
-void parallel_blocks(TeamSizer& sizer, int64_t B, int64_t nblocks, const Body& body) {
+void parallel_tiles(TeamSizer& sizer, int64_t B, int64_t ntiles, const Body& body) {
     const int max_threads = omp_get_max_threads();
-    const int team = max_threads > 1 && B * nblocks > 1 ? sizer.choose(max_threads) : 1;
+    const int team = max_threads > 1 && B * ntiles > 1 ? sizer.choose(max_threads) : 1;
     if (team <= 1) {
         for (int64_t b = 0; b < B; ++b)
-            for (int64_t kb = 0; kb < nblocks; ++kb) body(b, kb, 0);
+            for (int64_t kt = 0; kt < ntiles; ++kt) body(b, kt, 0);
         return;
     }
     using Clock = std::chrono::steady_clock;
@@ -74,7 +74,7 @@ void parallel_blocks(TeamSizer& sizer, int64_t B, int64_t nblocks, const Body& b
             arrival_ns[id] = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count();
 #pragma omp for collapse(2) schedule(dynamic, 1) nowait
         for (int64_t b = 0; b < B; ++b)
-            for (int64_t kb = 0; kb < nblocks; ++kb) body(b, kb, id);
+            for (int64_t kt = 0; kt < ntiles; ++kt) body(b, kt, id);
     }
     const int64_t total_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count();
     int late = 0;
