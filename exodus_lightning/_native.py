@@ -404,7 +404,6 @@ class NativeLibrary:
         if self._cpu_function("set_isa")(-1 if isa is None else ISAS.index(isa)) != 0:
             raise ValueError(f"set_isa: {self.last_error()} (available: {', '.join(self.available_isas())})")
 
-
     # ---- the CPU library's streaming stores
     def stream_threshold(self) -> int:
         """Bytes a CPU scan must write before it writes them with streaming (non-temporal) stores,

@@ -63,13 +63,27 @@ def _time(fn: Callable[[], object], device: torch.device) -> float:
     return time.perf_counter() - t0
 
 
+class _Copy:
+    """``dst.copy_(src)`` of ``n_bytes`` (warmed up once): the copy whose bandwidth defines the floor."""
+
+    def __init__(self, device: torch.device, n_bytes: int):
+        self.device = device
+        self.src = torch.rand(n_bytes // 4, device=device)
+        self.dst = torch.empty_like(self.src)
+        self.dst.copy_(self.src)
+
+    def time(self) -> float:
+        return _time(lambda: self.dst.copy_(self.src), self.device)
+
+    def bandwidth(self, times: list[float]) -> float:
+        """Bytes per second, read + write counted, over the median of ``times``."""
+        return 2 * self.src.numel() * self.src.element_size() / statistics.median(times)
+
+
 def copy_bandwidth(device: torch.device, n_bytes: int = 256 << 20, repeats: int = 7) -> float:
     """Bytes per second moved by ``dst.copy_(src)`` (read + write counted), median of repeats."""
-    src = torch.rand(n_bytes // 4, device=device)
-    dst = torch.empty_like(src)
-    dst.copy_(src)
-    times = [_time(lambda: dst.copy_(src), device) for _ in range(repeats)]
-    return 2 * n_bytes / statistics.median(times)
+    copy = _Copy(device, n_bytes)
+    return copy.bandwidth([copy.time() for _ in range(repeats)])
 
 
 def saved_bytes(fn: Callable[[], torch.Tensor]) -> int:
@@ -119,9 +133,7 @@ def run(shapes: list[tuple[int, int, int]], device: torch.device, repeats: int, 
     """Measure every backend (and the peer, when installed) on every shape; one row per (shape, backend),
     with the copy bandwidth measured in the same rounds."""
     rows = []
-    copy_src = torch.rand(COPY_BYTES // 4, device=device)
-    copy_dst = torch.empty_like(copy_src)
-    copy_dst.copy_(copy_src)
+    copy = _Copy(device, COPY_BYTES)
     for shape in shapes:
         x, grad = _case(shape, device)
         tau_trained = torch.full(shape[2:], tau_mem, device=device, requires_grad=True)
@@ -153,10 +165,10 @@ def run(shapes: list[tuple[int, int, int]], device: torch.device, repeats: int, 
             # before, a 256 MiB copy or a cache-sized op, changes what is left in the cache
             for b in order.sample(entries, len(entries)):
                 if b == COPY:
-                    copy_times.append(_time(lambda: copy_dst.copy_(copy_src), device))
+                    copy_times.append(copy.time())
                 elif b != "bptt" or r < bptt_repeats:
                     times[b].append(_time(lambda: step(b), device))
-        bandwidth = 2 * copy_dst.numel() * copy_dst.element_size() / statistics.median(copy_times)
+        bandwidth = copy.bandwidth(copy_times)
         if flag.item() != 0:
             raise RuntimeError("bench lif: the non-finite flag is set for finite input")
         elements = shape[0] * shape[1] * shape[2]
